@@ -1,0 +1,103 @@
+"""params.yaml: load, validate against a typed schema, resolve one paper's config for the profile.
+
+A bad file is reported as one line naming the key and the problem (`ParamsError`); the stage
+entry points turn it into exit code 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mmrepro.papers import REGISTRY, get_paper
+from mmrepro.papers.base import TrainConfig
+
+PROFILES = ("smoke", "cpu", "full")
+Profile = Literal["smoke", "cpu", "full"]
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem, phrased as `<key>: <problem>`."""
+
+
+class MlflowParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    experiment: str = Field(min_length=1, description="MLflow experiment name")
+    # The tracking URI is not a param: it comes from MLFLOW_TRACKING_URI or defaults to
+    # sqlite:///<repo>/mlflow.db, so that changing servers never invalidates DVC's cache.
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: Profile
+    seeds: list[int] = Field(min_length=1)
+    mlflow: MlflowParams
+    papers: dict[str, dict[str, dict[str, Any]]] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_non_negative(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds):
+            raise ValueError("seeds must be >= 0")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        return seeds
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _first_error(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> str:
+    err = exc.errors()[0]
+    loc = _loc(prefix + tuple(err["loc"]))
+    got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
+    msg = "missing key" if err["type"] == "missing" else err["msg"]
+    return f"{loc}: {msg}{got}"
+
+
+def validate_params(raw: Any) -> Params:
+    """Validate the whole file, including every paper's config under every profile."""
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml: top level must be a mapping")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_first_error(exc)) from None
+    for name, profiles in params.papers.items():
+        if name not in REGISTRY:
+            raise ParamsError(f"papers.{name}: unknown paper (known: {', '.join(sorted(REGISTRY))})")
+        for profile in profiles:
+            if profile not in PROFILES:
+                raise ParamsError(f"papers.{name}.{profile}: unknown profile (known: {', '.join(PROFILES)})")
+        for profile in PROFILES:
+            if profile not in profiles:
+                raise ParamsError(f"papers.{name}.{profile}: missing key")
+            paper_config(params, name, profile)
+    return params
+
+
+def paper_config(params: Params, name: str, profile: str | None = None) -> TrainConfig:
+    """The typed config of paper `name` under `profile` (default: the active profile)."""
+    profile = profile or params.profile
+    cls = get_paper(name).Config
+    try:
+        return cls.model_validate(params.papers[name][profile])
+    except ValidationError as exc:
+        raise ParamsError(_first_error(exc, ("papers", name, profile))) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    return validate_params(raw)

@@ -1,0 +1,25 @@
+"""The paper registry: a plain mapping from name to the class that implements it.
+
+Adding a paper = one module here, its model file under `mmrepro.models`, its references file
+`references/<name>.yaml`, one line below, and its per-profile config under `papers:` in
+params.yaml (dvc.yaml iterates over that section, so it needs no edit).
+Imports are lazy so that a stage for one paper does not import every other paper's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from mmrepro.papers.base import Paper
+
+REGISTRY: dict[str, str] = {
+    "starcapnet": "mmrepro.papers.starcapnet:StarCapNet",
+}
+
+
+def get_paper(name: str) -> Paper:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown paper {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    module_name, cls_name = REGISTRY[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls()
