@@ -1,0 +1,55 @@
+"""WER/CER metric against hand-computed counts."""
+
+import json
+
+import pytest
+
+from mmrepro.metrics.wer import espnet_table, normalize_text, save_hypotheses, score
+
+
+def test_normalisation_rules():
+    assert normalize_text("  Hello,  WORLD!\tDon't  ") == "hello world don't"
+    assert normalize_text("'quoted' well-known.") == "quoted well known"
+
+
+def test_hand_counted_word_errors():
+    # utt a: "the cat sat on the mat" vs "the cat sit on mat": 1 sub (sat->sit), 1 del (the)
+    # utt b: "ten of clubs" vs "ten of clubs now": 1 ins
+    # utt c: "go" vs "go": correct
+    refs = ["The cat sat on the mat.", "ten of clubs", "go"]
+    hyps = ["the cat sit on mat", "ten of clubs now", "GO"]
+    r = score(refs, hyps, ids=["a", "b", "c"])
+    w = r.words
+    assert (w.snt, w.ref, w.corr, w.sub, w.dele, w.ins, w.snt_err) == (3, 10, 8, 1, 1, 1, 2)
+    assert r.wer == pytest.approx(3 / 10)
+    # characters (spaces count): a: "the cat sat on the mat" (22) -> "the cat sit on mat" (18):
+    # 1 sub (a->i) + 4 del ("the "); b: 12 chars + 4 inserted (" now"); c: 2 chars
+    c = r.chars
+    assert (c.ref, c.sub, c.dele, c.ins) == (36, 1, 4, 4)
+    assert r.cer == pytest.approx(9 / 36)
+
+
+def test_empty_hypothesis_is_all_deletions():
+    r = score(["one two three"], [""])
+    assert (r.words.dele, r.words.ref, r.wer) == (3, 3, 1.0)
+
+
+def test_espnet_table_and_artifact(tmp_path):
+    r = score(["a b c d", "e f"], ["a x c d", "e f"])
+    table = espnet_table({"test": r})
+    assert "| dataset | Snt | Wrd | Corr | Sub | Del | Ins | Err | S.Err |" in table
+    assert "| test | 2 | 6 | 83.3 | 16.7 | 0.0 | 0.0 | 16.7 | 50.0 |" in table
+    path = tmp_path / "hyp.jsonl"
+    save_hypotheses(path, r)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [row["hyp"] for row in rows] == ["a x c d", "e f"]
+    assert rows[0]["sub"] == 1 and rows[1]["sub"] == 0
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError):
+        score(["a"], ["a", "b"])
+    with pytest.raises(ValueError):
+        score(["..."], ["a"])
+    with pytest.raises(ValueError):
+        espnet_table({}, unit="phone")
