@@ -32,7 +32,6 @@ import multiprocessing as mp
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -43,8 +42,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mmrepro.models.conformer import ConformerConfig, ConformerEncoder  # noqa: E402
-from mmrepro.models.fast_conformer import FastConformerConfig, FastConformerEncoder  # noqa: E402
+from mmrepro.models.conformer import ConformerConfig, ConformerEncoder
+from mmrepro.models.fast_conformer import FastConformerConfig, FastConformerEncoder
 
 PUBLISHED = {"conformer_l_gmacs": 143.2, "fast_conformer_l_gmacs": 48.7, "gmacs_ratio": 2.94, "throughput_ratio": 2.8}
 FRAMES_PER_SECOND = 100  # 10 ms hop
@@ -52,7 +51,7 @@ FRAMES_PER_SECOND = 100  # 10 ms hop
 
 def frames(seconds: float) -> int:
     """Number of 25 ms / 10 ms feature frames of a clip (center-padded STFT convention: 1 + samples / hop)."""
-    return int(round(seconds * FRAMES_PER_SECOND)) + 1
+    return round(seconds * FRAMES_PER_SECOND) + 1
 
 
 def encoder_gmacs(model: torch.nn.Module, n_frames: int, batch: int = 1) -> float:
@@ -73,7 +72,7 @@ def gmacs_part(seconds: list[float], main_seconds: float, d_model: int | None = 
         fast = FastConformerEncoder(FastConformerConfig.preset("L", **overrides))
         fast_lim = FastConformerEncoder(FastConformerConfig.preset("L", attention="limited", **overrides))
     rows = []
-    for s in sorted(set([*seconds, main_seconds])):
+    for s in sorted({*seconds, main_seconds}):
         n = frames(s)
         c, f, fl = encoder_gmacs(conf, n), encoder_gmacs(fast, n), encoder_gmacs(fast_lim, n)
         rows.append({"seconds": s, "frames": n, "conformer_l": round(c, 2), "fast_conformer_l": round(f, 2),
@@ -249,7 +248,7 @@ def environment(device: str) -> dict:
 
 def print_tables(res: dict) -> None:
     g = res["gmacs"]
-    print(f"\n## Encoder GMACs (batch 1; published 143.2 vs 48.7 = 2.94x at 30 s)")
+    print("\n## Encoder GMACs (batch 1; published 143.2 vs 48.7 = 2.94x at 30 s)")
     print("| seconds | frames | Conformer-L | Fast-Conformer-L | FC-L limited | ratio |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in g["by_length"]:

@@ -60,10 +60,10 @@ class FastConformerConfig:
         """Fast Conformer sizes (NeMo configs; the paper's models are L): S d=176 16 layers, M d=256 16 layers,
         L d=512 17 layers 8 heads (the Conformer-L body), XL d=1024 24 layers."""
         table = {
-            "S": dict(d_model=176, num_layers=16, num_heads=4),
-            "M": dict(d_model=256, num_layers=16, num_heads=4),
-            "L": dict(d_model=512, num_layers=17, num_heads=8),
-            "XL": dict(d_model=1024, num_layers=24, num_heads=8),
+            "S": {"d_model": 176, "num_layers": 16, "num_heads": 4},
+            "M": {"d_model": 256, "num_layers": 16, "num_heads": 4},
+            "L": {"d_model": 512, "num_layers": 17, "num_heads": 8},
+            "XL": {"d_model": 1024, "num_layers": 24, "num_heads": 8},
         }
         if size not in table:
             raise ValueError(f"unknown Fast Conformer size {size!r}; expected one of {sorted(table)}")
