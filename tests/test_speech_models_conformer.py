@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from mmrepro.models.conformer import ConformerConfig, ConformerEncoder, RelPosMultiHeadAttention, lengths_to_mask
+from mmrepro.models.conformer import ConformerConfig, ConformerEncoder, RelPosMultiHeadAttention
 from mmrepro.models.ctc import CTCHead, ctc_greedy
 from mmrepro.models.transducer import TransducerHead
 

@@ -73,9 +73,9 @@ class ConformerConfig:
     def preset(cls, size: str, **overrides) -> ConformerConfig:
         """Table 1 of Gulati et al. 2020: S (10.3M), M (30.7M), L (118.8M) with their transducer decoders."""
         table = {
-            "S": dict(d_model=144, num_layers=16, num_heads=4),
-            "M": dict(d_model=256, num_layers=16, num_heads=4),
-            "L": dict(d_model=512, num_layers=17, num_heads=8),
+            "S": {"d_model": 144, "num_layers": 16, "num_heads": 4},
+            "M": {"d_model": 256, "num_layers": 16, "num_heads": 4},
+            "L": {"d_model": 512, "num_layers": 17, "num_heads": 8},
         }
         if size not in table:
             raise ValueError(f"unknown Conformer size {size!r}; expected one of {sorted(table)}")
@@ -243,8 +243,8 @@ class RelPosMultiHeadAttention(nn.Module):
         w, dev = self.w, qu.device
         n = -(-t // w)  # chunks
         tp = n * w
-        padq = lambda z: F.pad(z, (0, 0, 0, tp - t))  # noqa: E731  (B, H, Tp, dk)
-        pad_kv = lambda z: F.pad(z, (0, 0, w, tp - t + w))  # noqa: E731  (B, H, Tp + 2w, dk)
+        padq = lambda z: F.pad(z, (0, 0, 0, tp - t))  # (B, H, T, dk) -> (B, H, Tp, dk)
+        pad_kv = lambda z: F.pad(z, (0, 0, w, tp - t + w))  # (B, H, T, dk) -> (B, H, Tp + 2w, dk)
         # keys of chunk c are positions c*w - w .. c*w + 2w - 1
         kc = pad_kv(k).unfold(2, 3 * w, w)  # (B, H, n, dk, 3w)
         vc = pad_kv(v).unfold(2, 3 * w, w)

@@ -64,7 +64,7 @@ class TransducerHead(nn.Module):
         dims = {"S": 320, "M": 640, "L": 640}
         if size not in dims:
             raise ValueError(f"unknown Conformer size {size!r}; expected one of {sorted(dims)}")
-        kw = dict(pred_dim=dims[size], joint_dim=dims[size], embed_dim=320, pred_layers=1)
+        kw = {"pred_dim": dims[size], "joint_dim": dims[size], "embed_dim": 320, "pred_layers": 1}
         kw.update(overrides)
         return cls(encoder_dim, vocab_size, **kw)
 
