@@ -14,6 +14,8 @@ from mmrepro.papers.base import Paper
 
 REGISTRY: dict[str, str] = {
     "starcapnet": "mmrepro.papers.starcapnet:StarCapNet",
+    "conformer": "mmrepro.papers.conformer:Conformer",
+    "fast_conformer": "mmrepro.papers.fast_conformer:FastConformer",
 }
 
 

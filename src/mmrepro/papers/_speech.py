@@ -1,0 +1,341 @@
+"""What the two speech-recognition papers (Conformer, Fast Conformer) share: their config schema,
+data preparation, feature batches, the CTC / transducer recogniser wrapper and the WER evaluation.
+
+Data per profile:
+    smoke/cpu  `tts-speech` (espeak-ng + flite, test voices unseen; `mmrepro.data.tts_speech`) for
+               training and the in-domain test, plus `pocketsphinx-real` (real recordings,
+               out-of-domain; `mmrepro.data.pocketsphinx_real`) as a second test set; character tokens.
+    full       LibriSpeech 960 h (`mmrepro.data.librispeech`, test-clean / test-other with the enforced
+               identity check); 1k SentencePiece unigram word pieces trained from the training transcripts.
+
+Prepared layout (`data/<paper>/`): the corpora's WAVs and NeMo manifests, `tokenizer.json` (+ the
+SentencePiece model), and for the small corpora `features_<split>.pt`: 80-dim log-mel features
+(`mmrepro.data.audio_features`), float16, concatenated along time with per-utterance lengths, so
+training does not recompute them. LibriSpeech features are computed on the fly from the FLACs.
+Training batches are length-bucketed (utterances of similar length together, batch order shuffled
+from (seed, epoch)) and SpecAugmented as in the Conformer paper.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mmrepro.data.audio_features import FbankConfig, SpecAugmentConfig, load_audio, log_mel, spec_augment
+from mmrepro.data.pocketsphinx_real import DATASET as PSR_DATASET
+from mmrepro.data.pocketsphinx_real import prepare_pocketsphinx_real
+from mmrepro.data.tokenizer import CharTokenizer, SentencePieceTokenizer, load_tokenizer
+from mmrepro.data.tts_speech import DATASET as TTS_DATASET
+from mmrepro.data.tts_speech import TTSConfig, prepare_tts_speech, read_manifest, write_manifest
+from mmrepro.metrics.wer import NORMALISATION, WerResult, espnet_table, save_hypotheses, score
+from mmrepro.models.ctc import CTCHead
+from mmrepro.models.transducer import TransducerHead
+from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
+
+VARIANTS = ("ctc", "transducer")
+LIBRISPEECH_TEST = ("test-clean", "test-other")
+
+
+class SpeechConfig(TrainConfig):
+    """Per-profile settings of a speech paper (params.yaml `papers.<name>.<profile>`)."""
+
+    dataset: Literal["tts-speech", "librispeech"] = "tts-speech"
+    variants: list[Literal["ctc", "transducer"]] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
+    # tts-speech corpus
+    n_train: int = Field(default=2000, ge=1)
+    n_dev: int = Field(default=200, ge=1)
+    n_test: int = Field(default=300, ge=1)
+    flite_fraction: float = Field(default=0.25, ge=0, le=1)
+    noise_fraction: float = Field(default=0.0, ge=0, le=1, description="share of utterances with added noise")
+    pocketsphinx_real: bool = Field(default=True, description="also test on the real pocketsphinx recordings")
+    # LibriSpeech (full profile)
+    librispeech_root: str = Field(default="data-raw/librispeech", description="folder holding LibriSpeech/")
+    download: bool = Field(default=False, description="fetch missing OpenSLR archives (md5-verified)")
+    train_subsets: list[str] = Field(default_factory=lambda: ["train-clean-100", "train-clean-360", "train-other-500"])
+    # tokens
+    tokens: Literal["char", "sentencepiece"] = "char"
+    sp_vocab: int = Field(default=1024, ge=2, description="SentencePiece unigram vocabulary (paper: 1k)")
+    # model: size S/M/L = the paper's Table 1; "tiny" = the same architecture at the sizes below
+    size: Literal["tiny", "S", "M", "L"] = "tiny"
+    d_model: int = Field(default=144, gt=0)
+    num_layers: int = Field(default=4, gt=0)
+    num_heads: int = Field(default=4, gt=0)
+    subsampling_channels: int = Field(default=0, ge=0, description="0 = the paper's (d_model / 256)")
+    conv_kernel: int = Field(default=0, ge=0, description="0 = the paper's (Conformer 32, Fast Conformer 9)")
+    pred_dim: int = Field(default=320, gt=0, description="transducer LSTM size for size=tiny")
+    attention: Literal["rel_pos", "limited"] = "rel_pos"
+    att_context: int = Field(default=128, ge=1)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    # SpecAugment (paper: 2 x F=27, 10 x pS=0.05)
+    spec_augment: bool = True
+    freq_masks: int = Field(default=2, ge=0)
+    freq_width: int = Field(default=27, ge=0)
+    time_masks: int = Field(default=10, ge=0)
+    time_ratio: float = Field(default=0.05, ge=0, le=1)
+    # evaluation
+    max_symbols: int = Field(default=10, ge=1, description="transducer greedy: max emissions per frame")
+    val_utterances: int = Field(default=100, ge=1, description="dev utterances scored after each epoch")
+
+
+# ----------------------------------------------------------------------------------------- model
+
+
+class SpeechRecognizer(nn.Module):
+    """Encoder + one output head. `loss(batch)` for training, `decode(feats, lengths)` for greedy
+    decoding; features (B, T, 80), lengths (B,), token ids in [0, vocab) with blank = vocab."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, max_symbols: int = 10) -> None:
+        super().__init__()
+        self.encoder, self.head, self.max_symbols = encoder, head, max_symbols
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        enc, enc_len = self.encoder(batch["feats"], batch["feat_lens"])
+        return self.head.loss(enc.float(), enc_len, batch["targets"], batch["target_lens"])
+
+    @torch.no_grad()
+    def decode(self, feats: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        enc, enc_len = self.encoder(feats, lengths)
+        if isinstance(self.head, TransducerHead):
+            return self.head.greedy_decode(enc.float(), enc_len, self.max_symbols)
+        return self.head.greedy_decode(enc.float(), enc_len)
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def _fbank() -> FbankConfig:
+    return FbankConfig()
+
+
+def _save_features(rows: list[dict[str, Any]], path: Path) -> None:
+    feats = [log_mel(load_audio(r["audio_filepath"]), _fbank()) for r in rows]
+    torch.save({"feats": torch.cat(feats).half(), "lengths": torch.tensor([f.shape[0] for f in feats]),
+                "texts": [r["text"] for r in rows], "ids": [r.get("utt_id", str(i)) for i, r in enumerate(rows)]},
+               path)
+
+
+class _FeatureSet:
+    """One split's features: cached in `features_<split>.pt`, or computed on demand from a manifest."""
+
+    def __init__(self, data_dir: Path, split: str) -> None:
+        cache = data_dir / f"features_{split}.pt"
+        if cache.is_file():
+            blob = torch.load(cache, weights_only=True)
+            self.lengths = blob["lengths"]
+            self._feats = torch.split(blob["feats"], self.lengths.tolist())
+            self.texts, self.ids = blob["texts"], blob["ids"]
+            self._rows = None
+        else:
+            self._rows = read_manifest(data_dir / f"{split}.jsonl")
+            self.texts = [r["text"] for r in self._rows]
+            self.ids = [r.get("utt_id", str(i)) for i, r in enumerate(self._rows)]
+            # frames from the manifest duration (10 ms hop), for length bucketing without reading audio
+            self.lengths = torch.tensor([int(r["duration"] * 100) + 1 for r in self._rows])
+            self._feats = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def feats(self, i: int) -> torch.Tensor:
+        if self._feats is not None:
+            return self._feats[i].float()
+        return log_mel(load_audio(self._rows[i]["audio_filepath"]), _fbank())
+
+    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = [self.feats(i) for i in idx]
+        lengths = torch.tensor([f.shape[0] for f in feats])
+        out = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+        for k, f in enumerate(feats):
+            out[k, : f.shape[0]] = f
+        return out, lengths
+
+
+_CACHE: dict[tuple[str, str], _FeatureSet] = {}
+
+
+def feature_set(data_dir: Path, split: str) -> _FeatureSet:
+    key = (str(Path(data_dir).resolve()), split)
+    if key not in _CACHE:
+        _CACHE.clear() if len(_CACHE) > 8 else None
+        _CACHE[key] = _FeatureSet(Path(data_dir), split)
+    return _CACHE[key]
+
+
+def length_buckets(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Indices sorted by length (ties broken at random), cut into batches, batch order shuffled."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_targets(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in seqs])
+    out = torch.zeros(len(seqs), max(1, int(lengths.max())), dtype=torch.long)
+    for k, s in enumerate(seqs):
+        out[k, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out, lengths
+
+
+# ----------------------------------------------------------------------------------------- paper
+
+
+class SpeechPaper(Paper):
+    """Shared body of the Conformer and Fast Conformer paper modules; subclasses build the encoder."""
+
+    Config = SpeechConfig
+    default_kernel: int = 32
+
+    # -- to implement
+    def build_encoder(self, cfg: SpeechConfig) -> nn.Module:
+        raise NotImplementedError
+
+    # -- prepare
+    def prepare(self, cfg: SpeechConfig, data_dir: Path, seed: int) -> DataInfo:
+        if cfg.dataset == "librispeech":
+            return self._prepare_librispeech(cfg, data_dir)
+        tts = TTSConfig(n_train=cfg.n_train, n_dev=cfg.n_dev, n_test=cfg.n_test, flite_fraction=cfg.flite_fraction,
+                        noise_fraction=cfg.noise_fraction)
+        summary = prepare_tts_speech(data_dir, tts, seed)
+        splits = {s: summary["splits"][s]["utterances"] for s in ("train", "dev", "test")}
+        if cfg.pocketsphinx_real:
+            psr = prepare_pocketsphinx_real(data_dir)
+            splits[PSR_DATASET] = psr["utterances"]
+            summary["pocketsphinx_real"] = psr
+        for split in splits:
+            manifest = data_dir / f"{PSR_DATASET if split == PSR_DATASET else split}.jsonl"
+            _save_features(read_manifest(manifest), data_dir / f"features_{split}.pt")
+        texts = [r["text"] for r in read_manifest(data_dir / "train.jsonl")]
+        tok = self._train_tokenizer(cfg, texts, data_dir)
+        summary["tokenizer"] = {"kind": tok.kind, "vocab_size": tok.vocab_size}
+        summary["features"] = "80-dim log-mel, 25 ms / 10 ms, HTK mel, per-utterance mean/var normalised"
+        return DataInfo(dataset=TTS_DATASET, splits=splits, details=summary)
+
+    def _prepare_librispeech(self, cfg: SpeechConfig, data_dir: Path) -> DataInfo:
+        from mmrepro.data.librispeech import load_subset, to_manifest_rows
+
+        root, splits, details = Path(cfg.librispeech_root), {}, {"root": str(Path(cfg.librispeech_root).resolve())}
+        train_rows: list[dict] = []
+        for subset in cfg.train_subsets:
+            train_rows += to_manifest_rows(load_subset(root, subset, download=cfg.download))
+        write_manifest(data_dir / "train.jsonl", train_rows)
+        dev = to_manifest_rows(load_subset(root, "dev-other", download=cfg.download))
+        write_manifest(data_dir / "dev.jsonl", dev)
+        splits["train"], splits["dev"] = len(train_rows), len(dev)
+        for subset in LIBRISPEECH_TEST:  # identity check enforced inside load_subset
+            rows = to_manifest_rows(load_subset(root, subset, download=cfg.download))
+            write_manifest(data_dir / f"{subset}.jsonl", rows)
+            splits[subset] = len(rows)
+        tok = self._train_tokenizer(cfg, [r["text"] for r in train_rows], data_dir)
+        details["tokenizer"] = {"kind": tok.kind, "vocab_size": tok.vocab_size}
+        return DataInfo(dataset="librispeech", splits=splits, details=details)
+
+    def _train_tokenizer(self, cfg: SpeechConfig, texts: list[str], data_dir: Path):
+        if cfg.tokens == "char":
+            tok = CharTokenizer()
+        else:
+            tok = SentencePieceTokenizer.train(texts, data_dir / "spm_unigram", vocab_size=cfg.sp_vocab)
+        tok.save(data_dir / "tokenizer.json")
+        return tok
+
+    # -- model
+    def variants(self, cfg: SpeechConfig) -> list[str]:
+        return list(cfg.variants)
+
+    def tokenizer(self, data_dir: Path):
+        return load_tokenizer(Path(data_dir) / "tokenizer.json")
+
+    def build_model(self, cfg: SpeechConfig, data_dir: Path, variant: str) -> SpeechRecognizer:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        vocab = self.tokenizer(data_dir).vocab_size
+        encoder = self.build_encoder(cfg)
+        d = encoder.output_dim
+        if variant == "ctc":
+            head: nn.Module = CTCHead(d, vocab, blank=vocab)
+        elif cfg.size == "tiny":
+            head = TransducerHead(d, vocab, pred_dim=cfg.pred_dim, blank=vocab, dropout=cfg.dropout)
+        else:
+            head = TransducerHead.preset(cfg.size, d, vocab, blank=vocab)
+        return SpeechRecognizer(encoder, head, cfg.max_symbols)
+
+    # -- training
+    def steps_per_epoch(self, cfg: SpeechConfig, data_dir: Path, variant: str) -> int:
+        return -(-len(feature_set(data_dir, "train")) // cfg.batch_size)
+
+    def train_batches(self, cfg: SpeechConfig, data_dir: Path, variant: str, epoch: int, seed: int):
+        data, tok = feature_set(data_dir, "train"), self.tokenizer(data_dir)
+        rng = random.Random(seed * 7919 + epoch)
+        gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+        aug = SpecAugmentConfig(cfg.freq_masks, cfg.freq_width, cfg.time_masks, cfg.time_ratio)
+        for idx in length_buckets(data.lengths.tolist(), cfg.batch_size, rng):
+            feats, lengths = data.batch(idx)
+            if cfg.spec_augment:
+                feats = spec_augment(feats, lengths, aug, generator=gen)
+            targets, target_lens = pad_targets([tok.encode(data.texts[i]) for i in idx])
+            yield {"feats": feats, "feat_lens": lengths, "targets": targets, "target_lens": target_lens}
+
+    def training_step(self, model: SpeechRecognizer, batch, variant: str) -> torch.Tensor:
+        return model.loss(batch)
+
+    # -- decoding and scoring
+    def transcribe(self, model: SpeechRecognizer, data: _FeatureSet, tok, batch_size: int = 32,
+                   limit: int | None = None) -> list[str]:
+        device = next(model.parameters()).device
+        n = len(data) if limit is None else min(limit, len(data))
+        order = sorted(range(n), key=lambda i: int(data.lengths[i]))
+        hyps: dict[int, str] = {}
+        for k in range(0, n, batch_size):
+            idx = order[k : k + batch_size]
+            feats, lengths = data.batch(idx)
+            for i, ids in zip(idx, model.decode(feats.to(device), lengths.to(device)), strict=True):
+                hyps[i] = tok.decode(ids)
+        return [hyps[i] for i in range(n)]
+
+    def validate(self, model: SpeechRecognizer, cfg: SpeechConfig, data_dir: Path, variant: str) -> dict[str, float]:
+        data = feature_set(data_dir, "dev")
+        n = min(cfg.val_utterances, len(data))
+        hyps = self.transcribe(model, data, self.tokenizer(data_dir), limit=n)
+        r = score(data.texts[:n], hyps)
+        return {"wer": 100 * r.wer, "cer": 100 * r.cer}
+
+    def test_sets(self, cfg: SpeechConfig, data_dir: Path) -> list[tuple[str, str, str]]:
+        """(feature split name, dataset, split) of every test set."""
+        if cfg.dataset == "librispeech":
+            return [(s, "librispeech", s) for s in LIBRISPEECH_TEST]
+        sets = [("test", TTS_DATASET, "test-unseen-voices")]
+        if cfg.pocketsphinx_real and (Path(data_dir) / f"{PSR_DATASET}.jsonl").is_file():
+            sets.append((PSR_DATASET, PSR_DATASET, "test"))
+        return sets
+
+    def evaluate(self, models, cfg: SpeechConfig, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
+        tok = self.tokenizer(data_dir)
+        results: list[Result] = []
+        tables: dict[str, WerResult] = {}
+        for variant, model in models.items():
+            for split_name, dataset, split in self.test_sets(cfg, data_dir):
+                data = feature_set(data_dir, split_name)
+                hyps = self.transcribe(model, data, tok)
+                r = score(data.texts, hyps, ids=data.ids)
+                tables[f"{variant} / {dataset} {split}"] = r
+                save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
+                details = {"normalisation": NORMALISATION, "decoding": "greedy", "tokens": tok.kind,
+                           "vocab_size": tok.vocab_size, "size": cfg.size, "snt": r.words.snt, "wrd": r.words.ref,
+                           "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
+                           "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
+                           "hypotheses": f"hyp_{variant}_{dataset}_{split}.jsonl"}
+                common = dict(dataset=dataset, split=split, n_samples=r.words.snt, scale="x100", variant=variant,
+                              higher_is_better=False, details=details)
+                results.append(Result("wer", 100 * r.wer, **common))
+                results.append(Result("cer", 100 * r.cer, **common))
+        header = (f"<!-- {self.name}, seed {seed}, size {cfg.size}, greedy decoding; normalisation: "
+                  f"{NORMALISATION} -->\n\n")
+        (out_dir / "RESULTS.md").write_text(header + espnet_table(tables) + "\n" + espnet_table(tables, "char"))
+        (out_dir / "summary.json").write_text(json.dumps({k: v.summary() for k, v in tables.items()}, indent=2))
+        return results
