@@ -194,6 +194,12 @@ def synthesize(utt: Utterance) -> np.ndarray:
     return (wave * utt.gain).astype(np.float32)
 
 
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one resampling conv per utterance: extra threads only add sync cost
+
+
 def _synthesize_to(args: tuple[Utterance, str]) -> dict[str, Any]:
     utt, out_dir = args
     wave = synthesize(utt)
@@ -219,7 +225,7 @@ def prepare_tts_speech(out_dir: str | Path, cfg: TTSConfig = TTSConfig(), seed: 
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+    with ProcessPoolExecutor(max_workers=cfg.workers, initializer=_worker_init) as pool:
         for split in SPLITS:
             args = [(u, str(out_dir)) for u in jobs[split]]
             it = pool.map(_synthesize_to, args, chunksize=16)

@@ -114,7 +114,12 @@ def _fbank() -> FbankConfig:
 
 
 def _save_features(rows: list[dict[str, Any]], path: Path) -> None:
-    feats = [log_mel(load_audio(r["audio_filepath"]), _fbank()) for r in rows]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per-utterance STFTs are too small to share: 2 threads only add sync cost
+    try:
+        feats = [log_mel(load_audio(r["audio_filepath"]), _fbank()) for r in rows]
+    finally:
+        torch.set_num_threads(threads)
     torch.save({"feats": torch.cat(feats).half(), "lengths": torch.tensor([f.shape[0] for f in feats]),
                 "texts": [r["text"] for r in rows], "ids": [r.get("utt_id", str(i)) for i, r in enumerate(rows)]},
                path)

@@ -1,0 +1,86 @@
+"""The conformer / fast_conformer paper modules end to end on a tiny tts-speech corpus:
+prepare -> one training step per variant -> evaluate rows, and the GMACs-ratio row."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from mmrepro.config import load_params, paper_config
+from mmrepro.papers import get_paper
+from mmrepro.papers._speech import length_buckets, pad_targets
+
+torch.set_num_threads(1)
+needs_tts = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+                               reason="espeak-ng/flite not installed")
+
+
+def test_profiles_validate_and_sizes_follow_the_papers():
+    params = load_params("params.yaml")
+    for name in ("conformer", "fast_conformer"):
+        full = paper_config(params, name, "full")
+        assert (full.dataset, full.tokens, full.sp_vocab, full.size) == ("librispeech", "sentencepiece", 1024, "L")
+        cpu = paper_config(params, name, "cpu")
+        assert cpu.dataset == "tts-speech" and cpu.tokens == "char" and set(cpu.variants) == {"ctc", "transducer"}
+    enc = get_paper("conformer").build_encoder(paper_config(params, "conformer", "cpu"))
+    assert enc.layers[0].conv.depthwise.kernel_size == (32,)  # the paper's kernel even at tiny size
+    fenc = get_paper("fast_conformer").build_encoder(paper_config(params, "fast_conformer", "cpu"))
+    x, lengths = torch.randn(1, 801, 80), torch.tensor([801])
+    assert fenc.eval()(x, lengths)[0].shape[1] == 101  # 8x subsampling: 801 -> 401 -> 201 -> 101
+
+
+def test_length_buckets_cover_everything_once():
+    import random
+
+    lengths = [5, 1, 9, 3, 7, 2, 8]
+    batches = length_buckets(lengths, 3, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    assert sorted(len(b) for b in batches) == [1, 3, 3]
+    for b in batches:  # sorted-by-length chunks: consecutive lengths
+        assert max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 3
+    t, n = pad_targets([[1, 2], [3]])
+    assert t.tolist() == [[1, 2], [3, 0]] and n.tolist() == [2, 1]
+
+
+@needs_tts
+@pytest.mark.parametrize("name", ["conformer", "fast_conformer"])
+def test_paper_prepare_train_step_evaluate(tmp_path, name):
+    paper = get_paper(name)
+    cfg = paper.Config(epochs=1, batch_size=4, lr=1e-3, n_train=6, n_dev=2, n_test=3, d_model=32, num_layers=1,
+                       num_heads=2, subsampling_channels=8, pred_dim=16, val_utterances=2)
+    data = tmp_path / "data"
+    data.mkdir()
+    info = paper.prepare(cfg, data, seed=0)
+    assert info.dataset == "tts-speech"
+    assert info.splits == {"train": 6, "dev": 2, "test": 3, "pocketsphinx-real": 11}
+    assert info.details["tokenizer"] == {"kind": "char", "vocab_size": 28}
+    models = {}
+    for variant in paper.variants(cfg):
+        torch.manual_seed(0)
+        model = paper.build_model(cfg, data, variant)
+        batch = next(iter(paper.train_batches(cfg, data, variant, epoch=0, seed=0)))
+        assert batch["feats"].shape[0] == 4 and batch["feats"].shape[2] == 80
+        loss = paper.training_step(model, batch, variant)
+        assert torch.isfinite(loss) and loss.item() > 0
+        loss.backward()
+        models[variant] = model.eval()
+        val = paper.validate(model, cfg, data, variant)
+        assert set(val) == {"wer", "cer"}
+    out = tmp_path / "eval"
+    out.mkdir()
+    with torch.no_grad():
+        results = paper.evaluate(models, cfg, data, out, seed=0)
+    rows = {(r.variant, r.metric, r.dataset, r.split): r for r in results}
+    for variant in ("ctc", "transducer"):
+        r = rows[(variant, "wer", "tts-speech", "test-unseen-voices")]
+        assert r.n_samples == 3 and r.scale == "x100" and not r.higher_is_better and r.value >= 0
+        assert r.details["snt"] == 3 and "lowercase" in r.details["normalisation"]
+        assert rows[(variant, "wer", "pocketsphinx-real", "test")].details["wrd"] == 96
+        hyp = [json.loads(x) for x in (out / f"hyp_{variant}_tts-speech_test-unseen-voices.jsonl").read_text().splitlines()]
+        assert len(hyp) == 3 and {"ref", "hyp", "sub", "del", "ins"} <= set(hyp[0])
+    assert "| dataset | Snt | Wrd | Corr | Sub | Del | Ins | Err | S.Err |" in (out / "RESULTS.md").read_text()
+    if name == "fast_conformer":
+        g = rows[("main", "encoder_gmacs_ratio", "encoder-flops", "L-size-30s")]
+        assert abs(g.value / 2.94 - 1) < 0.10
+        assert abs(g.details["conformer_l_gmacs"] / 143.2 - 1) < 0.10
