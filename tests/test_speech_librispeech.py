@@ -70,3 +70,38 @@ def test_missing_audio_and_missing_subset(tmp_path):
         load_subset(root, "test-other")  # absent and download not enabled: no network touched
     with pytest.raises(ValueError):
         load_subset(root, "test-dirty")
+
+
+def test_paper_prepare_enforces_the_identity_check(tmp_path, monkeypatch):
+    """The full profile's prepare reads the OpenSLR layout and refuses a test set of the wrong size."""
+    from mmrepro.papers import get_paper
+
+    for subset in ("train-clean-100", "dev-other", "test-clean", "test-other"):
+        _make_fixture(tmp_path / "raw", subset) if subset == "train-clean-100" else None
+    root = tmp_path / "raw"
+    for subset in ("dev-other", "test-clean", "test-other"):
+        (root / "LibriSpeech" / subset).parent.mkdir(parents=True, exist_ok=True)
+        _make_fixture(tmp_path / subset, subset)
+        (tmp_path / subset / "LibriSpeech" / subset).rename(root / "LibriSpeech" / subset)
+    paper = get_paper("conformer")
+    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="librispeech", tokens="sentencepiece", sp_vocab=64,
+                       librispeech_root=str(root), train_subsets=["train-clean-100"])
+    out = tmp_path / "data"
+    out.mkdir()
+    with pytest.raises(LibriSpeechIdentityError, match="test-clean: found 6 utterances / 31 words, expected 2620 / 52576"):
+        paper.prepare(cfg, out, seed=0)
+
+    # with the expectations injected for the fixture, prepare succeeds and training reads FLACs on the fly
+    import torch
+
+    monkeypatch.setitem(EXPECTED_SIZES, "test-clean", (6, 31))
+    monkeypatch.setitem(EXPECTED_SIZES, "test-other", (6, 31))
+    out2 = tmp_path / "data2"
+    out2.mkdir()
+    info = paper.prepare(cfg, out2, seed=0)
+    assert info.dataset == "librispeech" and info.splits == {"train": 6, "dev": 6, "test-clean": 6, "test-other": 6}
+    assert info.details["tokenizer"]["kind"] == "sentencepiece"
+    batch = next(iter(paper.train_batches(cfg, out2, "ctc", epoch=0, seed=0)))
+    assert batch["feats"].shape[0] == 2 and batch["feats"].shape[2] == 80 and batch["target_lens"].min() > 0
+    assert [s for _, _, s in paper.test_sets(cfg, out2)] == ["test-clean", "test-other"]
+    assert torch.isfinite(batch["feats"]).all()
