@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mmrepro.data.librispeech import (ARCHIVE_MD5, EXPECTED_SIZES, LibriSpeechIdentityError, check_identity,
-                                      load_subset, read_subset, to_manifest_rows)
+from mmrepro.data.librispeech import (
+    ARCHIVE_MD5,
+    EXPECTED_SIZES,
+    LibriSpeechIdentityError,
+    check_identity,
+    load_subset,
+    read_subset,
+    to_manifest_rows,
+)
 
 TRANSCRIPTS = {  # speaker -> chapter -> utterances
     ("1089", "134686"): ["HE HOPED THERE WOULD BE STEW FOR DINNER", "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM"],

@@ -10,8 +10,16 @@ import soundfile as sf
 from mmrepro.data.pocketsphinx_real import DEFAULT_ROOT, parse_sphinx_transcription, prepare_pocketsphinx_real
 from mmrepro.data.sentences import VOCABULARY, generate_sentences
 from mmrepro.data.tokenizer import CharTokenizer, SentencePieceTokenizer, load_tokenizer
-from mmrepro.data.tts_speech import (ESPEAK_VARIANTS, FLITE_VOICES, SPLITS, TTSConfig, plan, prepare_tts_speech,
-                                     read_manifest, speakers)
+from mmrepro.data.tts_speech import (
+    ESPEAK_VARIANTS,
+    FLITE_VOICES,
+    SPLITS,
+    TTSConfig,
+    plan,
+    prepare_tts_speech,
+    read_manifest,
+    speakers,
+)
 
 needs_tts = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
                                reason="espeak-ng/flite not installed")
@@ -55,7 +63,7 @@ def test_synthesis_writes_16k_wavs_and_nemo_manifests(tmp_path):
     assert engines == {"espeak-ng", "flite"}
     # same seed -> byte-identical audio
     prepare_tts_speech(tmp_path / "b", cfg, seed=7, progress=False)
-    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
     for split in SPLITS:
         for wav in sorted((tmp_path / "a" / split).glob("*.wav")):
             assert digest(wav) == digest(tmp_path / "b" / split / wav.name)

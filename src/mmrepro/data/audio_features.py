@@ -40,11 +40,11 @@ class FbankConfig:
 
     @property
     def win_length(self) -> int:
-        return int(round(self.sample_rate * self.win_ms / 1000))
+        return round(self.sample_rate * self.win_ms / 1000)
 
     @property
     def hop_length(self) -> int:
-        return int(round(self.sample_rate * self.hop_ms / 1000))
+        return round(self.sample_rate * self.hop_ms / 1000)
 
 
 def hz_to_mel(f: float | np.ndarray) -> float | np.ndarray:
@@ -146,7 +146,7 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor | None = None,
             width = int(torch.randint(0, min(cfg.freq_width, f) + 1, (1,), generator=generator))
             start = int(torch.randint(0, f - width + 1, (1,), generator=generator))
             out[i, :, (freq_idx >= start) & (freq_idx < start + width)] = 0.0
-        max_t = int(math.floor(cfg.time_ratio * length))
+        max_t = math.floor(cfg.time_ratio * length)
         for _ in range(cfg.time_masks):
             width = int(torch.randint(0, max_t + 1, (1,), generator=generator))
             start = int(torch.randint(0, max(1, length - width + 1), (1,), generator=generator))

@@ -143,8 +143,8 @@ def _vocabulary() -> frozenset[str]:
              COLOURS, OBJECTS, PLACES, PEOPLE, DAYS, MEDIA_VERBS, MEDIA_OBJECTS, LEVEL_THINGS,
              LEVEL_VERBS, ACTIONS, ADVERBS]
     words = {w for lst in lists for phrase in lst for w in phrase.split()}
-    words |= set("hundred of and the play go turn on off open close lock unlock put call set a timer "
-                 "for stop start pause wait move drive walk".split())
+    words |= {"hundred", "of", "and", "the", "play", "go", "turn", "on", "off", "open", "close", "lock", "unlock",
+              "put", "call", "set", "a", "timer", "for", "stop", "start", "pause", "wait", "move", "drive", "walk"}
     return frozenset(words)
 
 

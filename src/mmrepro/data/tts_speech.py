@@ -145,7 +145,7 @@ def plan(cfg: TTSConfig, seed: int) -> dict[str, list[Utterance]]:
 def _run_engine(utt: Utterance, wav_path: str) -> None:
     if utt.engine == "espeak-ng":
         # espeak-ng: -s words per minute (default 175), -p pitch 0-99 (default 50)
-        cmd = ["espeak-ng", "-v", utt.voice, "-s", str(int(round(175 * utt.rate))), "-p", str(utt.pitch),
+        cmd = ["espeak-ng", "-v", utt.voice, "-s", str(round(175 * utt.rate)), "-p", str(utt.pitch),
                "-w", wav_path, utt.text]
     elif utt.engine == "flite":
         # flite: duration_stretch > 1 is slower; F0 mean 80-180 Hz from the 0-99 pitch knob
@@ -154,7 +154,7 @@ def _run_engine(utt: Utterance, wav_path: str) -> None:
                "--setf", f"int_f0_target_mean={f0}", "-t", utt.text, "-o", wav_path]
     else:
         raise ValueError(f"unknown engine {utt.engine!r}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0 or not os.path.exists(wav_path):
         raise RuntimeError(f"{utt.engine} failed for {utt.utt_id} ({' '.join(cmd)}): {proc.stderr.strip()}")
 
@@ -249,8 +249,7 @@ def write_manifest(path: str | Path, rows: list[dict[str, Any]]) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
     os.replace(tmp, path)
 
 

@@ -164,6 +164,5 @@ def save_hypotheses(path: str | Path, result: WerResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as fh:
-        for utt in result.utterances:
-            fh.write(json.dumps(utt) + "\n")
+        fh.writelines(json.dumps(utt) + "\n" for utt in result.utterances)
     os.replace(tmp, path)

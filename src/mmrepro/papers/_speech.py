@@ -335,8 +335,8 @@ class SpeechPaper(Paper):
                            "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
                            "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
                            "hypotheses": f"hyp_{variant}_{dataset}_{split}.jsonl"}
-                common = dict(dataset=dataset, split=split, n_samples=r.words.snt, scale="x100", variant=variant,
-                              higher_is_better=False, details=details)
+                common = {"dataset": dataset, "split": split, "n_samples": r.words.snt, "scale": "x100",
+                          "variant": variant, "higher_is_better": False, "details": details}
                 results.append(Result("wer", 100 * r.wer, **common))
                 results.append(Result("cer", 100 * r.cer, **common))
         header = (f"<!-- {self.name}, seed {seed}, size {cfg.size}, greedy decoding; normalisation: "
