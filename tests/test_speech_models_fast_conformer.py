@@ -127,3 +127,22 @@ def test_attention_flops_grow_linearly_for_limited_and_quadratically_for_full():
 
     assert exponent(True) == pytest.approx(1.0, abs=0.05)
     assert exponent(False) == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_limited_attention_and_rnnt_match_cpu():
+    from mmrepro.losses.rnnt import rnnt_loss
+
+    torch.manual_seed(0)
+    att = RelPosMultiHeadAttention(32, 4, 0.0, limited=True, context=5).eval()
+    x = torch.randn(2, 40, 32)
+    mask = lengths_to_mask(torch.tensor([40, 23]), 40)
+    cpu = att(x, mask)
+    gpu = att.cuda()(x.cuda(), mask.cuda()).cpu()
+    assert torch.allclose(cpu[mask], gpu[mask], atol=1e-4)
+    logits = torch.randn(2, 7, 4, 6)
+    args = (torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([7, 5]), torch.tensor([3, 2]))
+    a = rnnt_loss(logits, *args, reduction="none")
+    b = rnnt_loss(logits.cuda(), *(t.cuda() for t in args), reduction="none").cpu()
+    assert torch.allclose(a, b, atol=1e-4)
