@@ -16,9 +16,11 @@ Three parts, printed as tables and written to `reports/efficiency.json` (temp fi
  3. Peak memory and time against audio length (`--minutes`, 1 minute upward) for the Fast Conformer
     blocks with full vs limited-context attention (w = `--context` frames + one global token), on
     already-subsampled input (B=1, T/8 frames of d=512) so the quadratic term is the attention's,
-    not the front end's. Each point runs in a fresh process: peak memory is the growth of the resident
-    set's high-water mark (VmHWM, reset through /proc/self/clear_refs) on CPU,
-    `torch.cuda.max_memory_allocated` growth on CUDA. The fitted log-log slope is the growth exponent
+    not the front end's. Each point runs in a fresh process. Peak memory is measured two ways: peak live
+    tensor bytes of the forward (`LiveTensorBytes`, deterministic, any device; the exponents use it), and
+    the process's peak (growth of the resident-set high-water mark VmHWM, reset through
+    /proc/self/clear_refs, on CPU; `torch.cuda.max_memory_allocated` growth on CUDA). Full attention stops
+    at `--full-max-minutes` on CPU (4: about 2 GB at 1 layer) while limited context goes on. The fitted log-log slope is the growth exponent
     (1 = linear, 2 = quadratic); time is CPU time on CPU, wall time on CUDA.
 Absolute times from a shared CPU are upper bounds; quote the ratios, and absolute times only from a GPU.
 """
@@ -35,9 +37,12 @@ import resource
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -130,6 +135,35 @@ def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, 
             "published_ratio": PUBLISHED["throughput_ratio"]}
 
 
+class LiveTensorBytes(TorchDispatchMode):
+    """Peak bytes of tensor storages created by aten ops while active (activations and temporaries; not
+    the inputs or weights created before). Deterministic on any device: each new storage is counted when
+    an op returns it and uncounted when Python frees it (storages keep their Python object alive).
+    Kernel-internal workspaces are not seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self._seen.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                key = id(st)
+                if key not in self._seen:
+                    self._seen.add(key)
+                    self.live += st.nbytes()
+                    weakref.finalize(st, self._free, key, st.nbytes())
+        self.peak = max(self.peak, self.live)
+        return out
+
+
 def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -191,9 +225,13 @@ def _scaling_point(device: str, attention: str, minutes: float, layers: int, con
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = _cpu_peak() - base
+    tracker = LiveTensorBytes()
+    with torch.no_grad(), tracker:
+        body(x, lengths)
     on_cpu = not device.startswith("cuda")
     queue.put({"frames": t, "seconds": best_cpu if on_cpu else best, "wall_seconds": best,
-               "cpu_seconds": best_cpu, "peak_mib": peak / 2**20})
+               "cpu_seconds": best_cpu, "peak_mib": tracker.peak / 2**20,
+               "process_peak_mib": peak / 2**20})
 
 
 def _slope(xs: list[float], ys: list[float]) -> float | None:
@@ -207,12 +245,15 @@ def _slope(xs: list[float], ys: list[float]) -> float | None:
 
 
 def scaling_part(device: str, minutes: list[float], layers: int, context: int, d_model: int, heads: int,
-                 repeats: int) -> dict:
+                 repeats: int, full_max_minutes: float | None = None) -> dict:
     ctx = mp.get_context("spawn")
     out: dict = {"device": device, "layers": layers, "d_model": d_model, "heads": heads, "context": context,
                  "input": "already-subsampled frames (B=1, T/8, d): Fast Conformer blocks only", "rows": []}
     for attention in ("rel_pos", "limited"):
         for m in minutes:
+            if attention == "rel_pos" and full_max_minutes is not None and m > full_max_minutes:
+                out["rows"].append({"attention": "full", "minutes": m, "skipped": "> --full-max-minutes"})
+                continue
             q = ctx.Queue()
             p = ctx.Process(target=_scaling_point, args=(device, attention, m, layers, context, d_model, heads,
                                                         repeats, q))
@@ -230,6 +271,7 @@ def scaling_part(device: str, minutes: list[float], layers: int, context: int, d
         # the local slope over the two longest lengths, where the leading term dominates
         out[f"{name}_time_exponent_last2"] = _slope(xs[-2:], [r["seconds"] for r in rows][-2:])
         out[f"{name}_memory_exponent_last2"] = _slope(xs[-2:], [r["peak_mib"] for r in rows][-2:])
+        out[f"{name}_process_memory_exponent"] = _slope(xs, [r["process_peak_mib"] for r in rows])
     return out
 
 
@@ -267,17 +309,19 @@ def print_tables(res: dict) -> None:
         s = res["scaling"]
         print(f"\n## Time and peak memory vs length: Fast Conformer blocks ({s['layers']} layer(s), d={s['d_model']}),"
               f" full vs limited (w={s['context']} + 1 global) on {s['device']}")
-        print("| attention | minutes | frames | seconds (CPU time on CPU) | wall s | peak MiB |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| attention | minutes | frames | seconds (CPU time on CPU) | wall s | peak tensor MiB | process peak MiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for r in s["rows"]:
             if "seconds" in r:
                 print(f"| {r['attention']} | {r['minutes']} | {r['frames']} | {r['seconds']:.4f} | "
-                      f"{r['wall_seconds']:.4f} | {r['peak_mib']:.1f} |")
+                      f"{r['wall_seconds']:.4f} | {r['peak_mib']:.1f} | {r['process_peak_mib']:.1f} |")
             else:
-                print(f"| {r['attention']} | {r['minutes']} | - | {r} | - |")
+                print(f"| {r['attention']} | {r['minutes']} | - | {r.get('skipped', r)} | - | - | - |")
         for name in ("full", "limited"):
             print(f"{name}: time exponent {s[f'{name}_time_exponent']} (last two: {s[f'{name}_time_exponent_last2']}),"
-                  f" memory exponent {s[f'{name}_memory_exponent']} (last two: {s[f'{name}_memory_exponent_last2']})")
+                  f" tensor-memory exponent {s[f'{name}_memory_exponent']} (last two: "
+                  f"{s[f'{name}_memory_exponent_last2']}), process-memory exponent "
+                  f"{s[f'{name}_process_memory_exponent']}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -291,6 +335,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--throughput-layers", type=int, default=None, help="encoder depth for throughput (default 17)")
     ap.add_argument("--minutes", type=float, nargs="+", default=None, help="lengths in minutes (default 1 2 4; more on a GPU)")
     ap.add_argument("--scaling-layers", type=int, default=1)
+    ap.add_argument("--full-max-minutes", type=float, default=None,
+                    help="longest input for full attention (default 4 on CPU, unlimited on CUDA)")
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: least disturbed by other load)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "scaling"])
@@ -300,7 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ["BENCH_THREADS"] = str(a.threads)
     cuda = a.device.startswith("cuda")
     batch = a.batch or (32 if cuda else 1)
-    minutes = a.minutes or [1, 2, 4]
+    minutes = a.minutes or ([1, 2, 4, 8, 16] if not cuda else [1, 2, 4, 8, 16, 32, 64])
+    full_max = a.full_max_minutes if a.full_max_minutes is not None else (None if cuda else 4.0)
     d_model, heads, tp_layers, clip = 512, 8, a.throughput_layers, a.clip_seconds
     if a.quick:
         batch, clip, tp_layers, a.repeats = 1, 2.0, 1, 1
@@ -312,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
         res["throughput"] = throughput_part(a.device, batch, clip, a.repeats, tp_layers)
     if "scaling" not in a.skip:
         res["scaling"] = scaling_part(a.device, minutes, a.scaling_layers, a.context, d_model, heads,
-                                      max(2, a.repeats))
+                                      max(2, a.repeats), full_max)
     print_tables(res)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".json.tmp")
