@@ -28,7 +28,7 @@ def test_benchmark_gmacs_part_writes_report_with_ratio_near_published(tmp_path, 
     assert g["fast_conformer_l"] == pytest.approx(48.7, rel=0.02)
     by_len = {r["seconds"]: r for r in g["by_length"]}
     # MACs of the Conformer-L grow faster than linearly (attention), those of the Fast Conformer nearly linearly
-    assert by_len[20.0]["conformer_l"] / by_len[10.0]["conformer_l"] > 2.0
+    assert by_len[30.0]["conformer_l"] / by_len[10.0]["conformer_l"] > 3.0
     assert "| 30.0 | 3001 |" in capsys.readouterr().out
     assert not list(out.parent.glob("*.tmp"))
 
