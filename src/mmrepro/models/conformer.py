@@ -255,8 +255,13 @@ class RelPosMultiHeadAttention(nn.Module):
         w, dev = self.w, qu.device
         n = -(-t // w)  # chunks
         tp = n * w
-        padq = lambda z: F.pad(z, (0, 0, 0, tp - t))  # (B, H, T, dk) -> (B, H, Tp, dk)
-        pad_kv = lambda z: F.pad(z, (0, 0, w, tp - t + w))  # (B, H, T, dk) -> (B, H, Tp + 2w, dk)
+
+        def padq(z):  # (B, H, T, dk) -> (B, H, Tp, dk)
+            return F.pad(z, (0, 0, 0, tp - t))
+
+        def pad_kv(z):  # (B, H, T, dk) -> (B, H, Tp + 2w, dk)
+            return F.pad(z, (0, 0, w, tp - t + w))
+
         # keys of chunk c are positions c*w - w .. c*w + 2w - 1
         kc = pad_kv(k).unfold(2, 3 * w, w)  # (B, H, n, dk, 3w)
         vc = pad_kv(v).unfold(2, 3 * w, w)
