@@ -22,8 +22,9 @@ Three parts, printed as tables and written to `reports/efficiency.json` (temp fi
     tensor bytes of the forward (`LiveTensorBytes`, deterministic, any device; the exponents use it), and
     the process's peak (growth of the resident-set high-water mark VmHWM, reset through
     /proc/self/clear_refs, on CPU; `torch.cuda.max_memory_allocated` growth on CUDA). Full attention stops
-    at `--full-max-minutes` on CPU (4: about 2 GB at 1 layer) while limited context goes on. The fitted log-log slope is the growth exponent
-    (1 = linear, 2 = quadratic); time is CPU time on CPU, wall time on CUDA.
+    at `--full-max-minutes` on CPU (4: about 2 GB at 1 layer) while limited context goes on. The fitted
+    log-log slope is the growth exponent (1 = linear, 2 = quadratic); time is CPU time on CPU, wall time
+    on CUDA.
 Absolute times from a shared CPU are upper bounds; quote the ratios, and absolute times only from a GPU.
 """
 
@@ -96,7 +97,7 @@ def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, 
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
     with torch.no_grad():
-        for k, m in models.items():  # warm-up
+        for m in models.values():  # warm-up
             m(x, lengths)
         for _ in range(repeats):  # interleaved, side by side
             for k, m in models.items():
@@ -193,7 +194,7 @@ def _scaling_point(device: str, attention: str, minutes: float, layers: int, con
 
 
 def _slope(xs: list[float], ys: list[float]) -> float | None:
-    pts = [(math.log(a), math.log(b)) for a, b in zip(xs, ys) if a > 0 and b > 0]
+    pts = [(math.log(a), math.log(b)) for a, b in zip(xs, ys, strict=True) if a > 0 and b > 0]
     if len(pts) < 2:
         return None
     mx = sum(p[0] for p in pts) / len(pts)
@@ -249,8 +250,9 @@ def environment(device: str) -> dict:
 def print_tables(res: dict) -> None:
     g = res["gmacs"]
     print("\n## Encoder GMACs (batch 1; published 143.2 vs 48.7 = 2.94x at 30 s)")
-    print("| seconds | frames | Conformer-L | Fast-Conformer-L | FC-L limited | ratio |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| seconds | frames | Conformer-L (NeMo) | Conformer-L (valid convs) | Fast-Conformer-L "
+          "| FC-L limited | ratio | ratio (valid convs) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in g["by_length"]:
         print(f"| {r['seconds']} | {r['frames']} | {r['conformer_l']} | {r['conformer_l_valid_subsampling']} | "
               f"{r['fast_conformer_l']} | {r['fast_conformer_l_limited']} | {r['ratio']} | "
