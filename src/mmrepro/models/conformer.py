@@ -51,7 +51,6 @@ class ConformerConfig:
     attention: str = "rel_pos"  # "rel_pos" (full) | "limited" (sliding window + global token, linear cost)
     att_context: int = 128  # limited-context half-window w (frames after subsampling): keys |i-j| <= w
     global_tokens: int = 1  # limited-context: the first `global_tokens` frames attend / are attended globally
-    max_len: int = 0  # unused by the relative encoding (computed on the fly); kept 0
 
     def __post_init__(self) -> None:
         if self.d_model <= 0 or self.num_layers <= 0 or self.num_heads <= 0 or self.input_dim <= 0:
