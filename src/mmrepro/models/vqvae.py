@@ -79,7 +79,9 @@ class _Quantizer(nn.Module):
         k, d = cfg.codebook_size, cfg.code_dim
         self.codebook = nn.Parameter(torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k), requires_grad=not cfg.ema)
         if cfg.ema:
-            self.register_buffer("ema_size", torch.zeros(k))
+            # each code starts as if one vector equal to its initial value had been assigned to it,
+            # so unused codes keep their value instead of ema_sum / eps blowing up
+            self.register_buffer("ema_size", torch.ones(k))
             self.register_buffer("ema_sum", self.codebook.detach().clone())
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
