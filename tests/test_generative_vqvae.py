@@ -40,7 +40,7 @@ def test_straight_through_gradient_reaches_encoder_and_codebook():
 
 def test_ema_codebook_moves_to_assigned_means():
     torch.manual_seed(0)
-    model = VQVAE(_small(ema=True, ema_decay=0.5))
+    model = VQVAE(_small(ema=True, ema_decay=0.5, data_init=False))
     assert not model.quantizer.codebook.requires_grad
     z = torch.randn(1, 4, 2, 2)
     before = model.quantizer.codebook.detach().clone()
@@ -51,6 +51,27 @@ def test_ema_codebook_moves_to_assigned_means():
     assert not torch.allclose(model.quantizer.codebook[used], before[used])
     unused = torch.tensor([k for k in range(8) if k not in used.tolist()])
     torch.testing.assert_close(model.quantizer.codebook[unused], before[unused], rtol=1e-3, atol=1e-6)
+
+
+def test_data_init_and_dead_code_restart():
+    torch.manual_seed(0)
+    model = VQVAE(_small(ema=True, restart_below=0.5))
+    z = torch.randn(2, 4, 3, 3) * 5
+    model.train()
+    model.quantizer(z)
+    rows = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    # after the first training batch every code is one of the batch's encoder outputs (or their EMA mix)
+    first = model.quantizer.codebook.detach().clone()
+    assert (torch.cdist(first, rows).min(1).values < 5).all()
+    # a code whose EMA size decays below the threshold is re-seeded from the batch
+    model.quantizer.ema_size[0] = 0.0
+    model.quantizer.codebook.data[0] = 1e6
+    model.quantizer(z)
+    assert model.quantizer.codebook[0].abs().max() < 100
+    model.eval()
+    before = model.quantizer.codebook.detach().clone()
+    model.quantizer(z * 3)
+    torch.testing.assert_close(model.quantizer.codebook, before)  # no updates in eval mode
 
 
 def test_paper_cifar10_config_latents():

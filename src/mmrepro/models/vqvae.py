@@ -41,6 +41,8 @@ class VQVAEConfig:
     ema: bool = False  # EMA codebook updates (paper appendix A.1) instead of the codebook loss
     ema_decay: float = 0.99  # gamma of the EMA update
     ema_eps: float = 1e-5  # Laplace smoothing of the EMA cluster sizes
+    data_init: bool = True  # first training batch: codebook := random encoder outputs (not in the paper)
+    restart_below: float = 0.0  # EMA only: re-seed codes whose EMA cluster size falls below this (0 = off)
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "hidden", "res_hidden", "codebook_size", "code_dim"):
@@ -78,11 +80,22 @@ class _Quantizer(nn.Module):
         self.cfg = cfg
         k, d = cfg.codebook_size, cfg.code_dim
         self.codebook = nn.Parameter(torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k), requires_grad=not cfg.ema)
+        self.register_buffer("initialised", torch.tensor(not cfg.data_init))
         if cfg.ema:
             # each code starts as if one vector equal to its initial value had been assigned to it,
             # so unused codes keep their value instead of ema_sum / eps blowing up
             self.register_buffer("ema_size", torch.ones(k))
             self.register_buffer("ema_sum", self.codebook.detach().clone())
+
+    @torch.no_grad()
+    def _seed_codes(self, flat: torch.Tensor, which: torch.Tensor) -> None:
+        """Set the codes selected by the bool mask `which` to randomly drawn rows of flat (N, D)."""
+        n = int(which.sum())
+        pick = flat[torch.randint(0, flat.shape[0], (n,), device=flat.device)]
+        self.codebook.data[which] = pick
+        if self.cfg.ema:
+            self.ema_sum[which] = pick
+            self.ema_size[which] = 1.0
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (N,) index of the nearest codebook vector."""
@@ -95,6 +108,9 @@ class _Quantizer(nn.Module):
         commitment loss (both scalars; the codebook loss is 0 with EMA)."""
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
+        if self.training and not bool(self.initialised):
+            self._seed_codes(flat.detach(), torch.ones(self.cfg.codebook_size, dtype=torch.bool, device=flat.device))
+            self.initialised.fill_(True)
         idx = self.indices(flat.detach())
         if self.cfg.ema and self.training:
             with torch.no_grad():
@@ -105,6 +121,10 @@ class _Quantizer(nn.Module):
                 n = self.ema_size.sum()
                 size = (self.ema_size + self.cfg.ema_eps) / (n + self.cfg.codebook_size * self.cfg.ema_eps) * n
                 self.codebook.data.copy_(self.ema_sum / size[:, None])
+                if self.cfg.restart_below > 0:
+                    dead = self.ema_size < self.cfg.restart_below
+                    if dead.any():
+                        self._seed_codes(flat.detach(), dead)
         q = self.codebook[idx]
         codebook_loss = F.mse_loss(q, flat.detach()) if not self.cfg.ema else flat.new_zeros(())
         commit_loss = F.mse_loss(flat, q.detach())
