@@ -56,6 +56,8 @@ class Config(TrainConfig):
     code_dim: int = Field(default=32, gt=0)
     beta: float = Field(default=0.25, ge=0)
     ema: bool = True
+    restart_below: float = Field(default=1.0, ge=0, description="EMA: re-seed codes used < this per batch")
+    t2i_n_downsample: int = Field(default=2, ge=1, description="text2image VQ-VAE: 32x32 -> 8x8 codes")
     recon_batches_per_epoch: int = Field(default=200, gt=0)
     # text2image
     vq_steps: int = Field(default=300, ge=0, description="text2image: VQ-VAE steps before the prior's")
@@ -70,10 +72,10 @@ class Config(TrainConfig):
     n_grid: int = Field(default=32, gt=0, description="images per saved grid")
 
 
-def _vq_config(cfg: Config, codebook_size: int | None = None) -> VQVAEConfig:
+def _vq_config(cfg: Config, n_downsample: int) -> VQVAEConfig:
     return VQVAEConfig(hidden=cfg.hidden, res_hidden=cfg.res_hidden, n_res_blocks=cfg.n_res_blocks,
-                       n_downsample=cfg.n_downsample, codebook_size=codebook_size or cfg.codebook_size,
-                       code_dim=cfg.code_dim, beta=cfg.beta, ema=cfg.ema)
+                       n_downsample=n_downsample, codebook_size=cfg.codebook_size, code_dim=cfg.code_dim,
+                       beta=cfg.beta, ema=cfg.ema, restart_below=cfg.restart_below if cfg.ema else 0.0)
 
 
 class TextToImage(torch.nn.Module):
@@ -149,19 +151,19 @@ class VQVAEPaper(Paper):
 
     # ------------------------------------------------------------------ models
     def _grid(self, cfg: Config) -> tuple[int, int]:
-        side = cfg.image_size // 2**cfg.n_downsample
+        side = cfg.image_size // 2**cfg.t2i_n_downsample
         return side, side
 
     def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
         if variant == "recon":
-            return VQVAE(_vq_config(cfg))
+            return VQVAE(_vq_config(cfg, cfg.n_downsample))
         if variant == "text2image":
             h, w = self._grid(cfg)
             prior = CodePrior(CodePriorConfig(text_vocab=len(shapes_data.CaptionTokenizer()), text_len=TEXT_LEN,
                                               codebook_size=cfg.codebook_size, n_codes=h * w,
                                               d_model=cfg.prior_d_model, n_layer=cfg.prior_layers,
                                               n_head=cfg.prior_heads))
-            return TextToImage(VQVAE(_vq_config(cfg)), prior, cfg.vq_steps)
+            return TextToImage(VQVAE(_vq_config(cfg, cfg.t2i_n_downsample)), prior, cfg.vq_steps)
         if variant == "classifier":
             return AttributeClassifier({k: len(v) for k, v in shapes_data.ATTRIBUTES.items()})
         raise ValueError(f"unknown variant {variant!r}")
