@@ -4,6 +4,7 @@ captioned shapes, photo patches split by photo, byte corpus split by file."""
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import tarfile
 import zlib
@@ -66,10 +67,10 @@ def test_cifar10_download_checks_md5_and_unpacks(tmp_path):
     assert not (root / cifar10.ARCHIVE).exists()  # a bad file is removed, nothing unpacked
     assert not (root / cifar10.FOLDER).exists()
     folder = cifar10.download(root, url=archive.as_uri(), md5=md5)
-    x, y = cifar10.read_split(folder, "train")
+    x, _ = cifar10.read_split(folder, "train")
     assert x.shape == (15, 3, 32, 32)
     np.testing.assert_array_equal(x[:3], expected["data_batch_1.bin"][0])
-    xt, yt = cifar10.read_split(folder, "test")
+    _, yt = cifar10.read_split(folder, "test")
     np.testing.assert_array_equal(yt, expected["test_batch.bin"][1].astype(np.int64))
     assert cifar10.MD5 == "c32a1d4ab5d03f1284b67883e8d87530"
 
@@ -151,7 +152,7 @@ def test_captioned_shapes_deterministic_and_coloured(tmp_path):
 def test_photo_patches_split_by_photo(tmp_path):
     split = {"train": ("astronaut",), "test": ("rocket",)}
     sizes = photo_patches.write_dataset(tmp_path, 32, 16, split=split, max_per_photo=100)
-    train, src_tr = photo_patches.read_split(tmp_path, "train")
+    _, src_tr = photo_patches.read_split(tmp_path, "train")
     test, src_te = photo_patches.read_split(tmp_path, "test")
     assert sizes == {"train": 100, "test": (427 // 32) * (640 // 32)}
     assert set(src_tr) == {photo_patches.PHOTOS.index("astronaut")}
@@ -176,7 +177,7 @@ def test_byte_corpus_whole_documents_split_by_file(tmp_path):
     for split in ("train", "val", "test"):
         data, offsets = byte_corpus.read_split(out, split)
         assert offsets[-1] == len(data)
-        for a, b in zip(offsets[:-1], offsets[1:]):
+        for a, b in itertools.pairwise(offsets):
             text = bytes(data[a:b]).decode()
             assert text.startswith("# module ") and text.endswith("x = 1\n")  # whole files
             docs.add(text.split("\n")[0])

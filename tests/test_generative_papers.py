@@ -2,6 +2,7 @@
 calling the contract's methods directly (the stages add MLflow and DVC around exactly these)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,12 +88,13 @@ def test_sympow_paper_smoke(tmp_path, monkeypatch):
 def test_params_yaml_profiles_validate():
     import yaml
 
-    params = validate_params(yaml.safe_load(open("params.yaml")))
+    raw = Path("params.yaml").read_text()
+    params = validate_params(yaml.safe_load(raw))
     for name in ("vqvae", "sympow"):
         assert set(params.papers[name]) == {"smoke", "cpu", "full"}
     assert params.papers["vqvae"]["full"]["recon_dataset"] == "cifar10"
     assert params.papers["vqvae"]["full"]["codebook_size"] == 512
-    bad = yaml.safe_load(open("params.yaml"))
+    bad = yaml.safe_load(raw)
     bad["papers"]["sympow"]["cpu"]["variants"] = ["sympow_p3"]
     with pytest.raises(ValueError, match="sympow.cpu"):
         validate_params(bad)

@@ -1,7 +1,6 @@
 """Symmetric power attention: the linear forms equal the quadratic one; the model's recurrent
 generation path equals its chunked training path."""
 
-import copy
 import math
 
 import pytest

@@ -14,6 +14,7 @@ document offsets into the .bin).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import platform
 import sysconfig
 from pathlib import Path
@@ -113,7 +114,7 @@ def document_windows(data: np.ndarray, offsets: np.ndarray, length: int, max_win
     """Deterministic evaluation windows: consecutive non-overlapping `length`-byte windows from the
     start of each document (in order), until `max_windows`. -> int64 (n, length)."""
     out = []
-    for a, b in zip(offsets[:-1], offsets[1:]):
+    for a, b in itertools.pairwise(offsets):
         for s in range(a, b - length + 1, length):
             out.append(np.asarray(data[s : s + length], dtype=np.int64))
             if len(out) == max_windows:

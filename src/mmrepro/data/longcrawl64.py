@@ -19,6 +19,7 @@ import gzip
 import json
 import zlib
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -109,7 +110,7 @@ class ZarrArray:
 class LongCrawl64:
     """The two splits of a LongCrawl64 download: root/train.zarr and root/heldout.zarr."""
 
-    SPLITS = {"train": "train.zarr", "heldout": "heldout.zarr"}
+    SPLITS: ClassVar[dict[str, str]] = {"train": "train.zarr", "heldout": "heldout.zarr"}
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)

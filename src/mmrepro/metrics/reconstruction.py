@@ -27,12 +27,12 @@ import math
 import torch
 
 __all__ = [
+    "bits_per_dim",
+    "codebook_perplexity",
+    "discretized_gaussian_nll",
+    "fit_sigma",
     "mse",
     "psnr",
-    "discretized_gaussian_nll",
-    "bits_per_dim",
-    "fit_sigma",
-    "codebook_perplexity",
 ]
 
 _LEVELS = 255.0

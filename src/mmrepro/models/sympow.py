@@ -41,11 +41,11 @@ from torch import nn
 __all__ = [
     "SymPowConfig",
     "SymPowTransformer",
+    "sympow_attention_chunked",
+    "sympow_attention_quadratic",
+    "sympow_attention_recurrent",
     "sympow_dim",
     "sympow_embedding",
-    "sympow_attention_quadratic",
-    "sympow_attention_chunked",
-    "sympow_attention_recurrent",
 ]
 
 ATTENTIONS = ("softmax", "sympow", "conformal")
@@ -156,7 +156,7 @@ def sympow_attention_chunked(
     Shapes as in the quadratic form; T need not be a multiple of chunk_size."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be > 0")
-    b, h, t, d = q.shape
+    b, h, t, _ = q.shape
     dv = v.shape[-1]
     c = min(chunk_size, t)
     pad = (-t) % c

@@ -56,7 +56,7 @@ class VQVAEConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
 
     @staticmethod
-    def paper_cifar10() -> "VQVAEConfig":
+    def paper_cifar10() -> VQVAEConfig:
         """The CIFAR-10 model of section 4.1: 256 hidden units, K = 512, 32x32 -> 8x8 latents."""
         return VQVAEConfig(hidden=256, codebook_size=512, n_downsample=2)
 
