@@ -289,6 +289,10 @@ class VQVAEPaper(Paper):
             ok = real[k].argmax(1).cpu() == labels[k]
             rows.append(Result(f"classifier_acc_real_{k}", float(ok.float().mean()), dataset="captioned-shapes",
                                split="test", n_samples=len(x), variant="classifier", scale="raw"))
+            if k in ("shape", "colour") and heldout.any():  # real images of pairs the judge never saw
+                rows.append(Result(f"classifier_acc_real_{k}_heldout_pairs", float(ok[heldout].float().mean()),
+                                   dataset="captioned-shapes", split="test", n_samples=int(heldout.sum()),
+                                   variant="classifier", scale="raw"))
         # generation from held-out captions
         n = min(cfg.n_generate, len(x))
         g = torch.Generator(device=device).manual_seed(seed)
