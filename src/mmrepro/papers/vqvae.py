@@ -8,7 +8,8 @@ Three variants, trained in order by the one training loop:
 - `text2image`: a VQ-VAE on captioned shapes, then a transformer prior over its code grid
   conditioned on the caption tokens; two phases inside one model (`vq_steps` VQ-VAE steps, then the
   prior on the frozen VQ-VAE's codes), as DALL·E trains its dVAE before its transformer.
-- `classifier`: an attribute classifier trained on real shapes images, the judge of generation:
+- `classifier`: an attribute classifier trained on real shapes images of *all* (shape, colour)
+  pairs (its own "judge" split), the judge of generation:
   for each held-out caption one image is sampled and the classifier's reading of shape, colour, size
   and position is compared with the caption. Captions naming a (shape, colour) pair never seen in
   training are scored separately.
@@ -111,7 +112,9 @@ class VQVAEPaper(Paper):
     # ------------------------------------------------------------------ data
     def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
         spec = shapes_data.ShapesSpec(image_size=cfg.image_size)
-        sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+        # "judge": the classifier's own training set, drawn from *all* (shape, colour) pairs, so that the
+        # judge can read held-out combinations that the generator never saw
+        sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test, "judge": cfg.n_train}
         shapes_data.write_dataset(data_dir / "shapes", sizes, spec, seed)
         splits = {f"shapes_{k}": v for k, v in sizes.items()}
         details: dict = {"shapes_image_size": cfg.image_size, "recon_dataset": cfg.recon_dataset,
@@ -180,7 +183,8 @@ class VQVAEPaper(Paper):
             for _ in range(n_batches):  # sampled with replacement: epochs are fixed-length
                 yield {"images": self._float(images[torch.randint(0, len(images), (cfg.batch_size,), generator=gen)])}
             return
-        images, attrs, captions = shapes_data.read_split(data_dir / "shapes", "train")
+        split = "train" if variant == "text2image" else "judge"
+        images, attrs, captions = shapes_data.read_split(data_dir / "shapes", split)
         images = torch.from_numpy(images)
         tok = shapes_data.CaptionTokenizer()
         text = torch.tensor([tok.encode(c, TEXT_LEN) for c in captions])
