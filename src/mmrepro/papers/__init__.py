@@ -14,6 +14,8 @@ from mmrepro.papers.base import Paper
 
 REGISTRY: dict[str, str] = {
     "starcapnet": "mmrepro.papers.starcapnet:StarCapNet",
+    "sympow": "mmrepro.papers.sympow:SymPow",
+    "vqvae": "mmrepro.papers.vqvae:VQVAEPaper",
 }
 
 
