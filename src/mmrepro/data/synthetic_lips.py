@@ -193,7 +193,7 @@ def sample_speaker(speaker_id: str, rng: np.random.Generator) -> Speaker:
 
 # ---------------------------------------------------------------------------------------------
 _BASE_DURATION = {"vowel": 3.2, "stop": 2.0, "cons": 2.4}  # frames at 25 fps for rate 1.0
-_STOPS = {"p", "b", "t", "d", "k", "g"}
+_STOPS = {"p", "b", "m", "t", "d", "k", "g"}  # m too: p/b/m must look (and last) alike
 
 
 def viseme_track(
@@ -319,30 +319,53 @@ class LipsSpec:
     size: int = SIZE
 
 
+SPLITS = ("train", "dev", "test")  # same order as `mmrepro.data.tts_speech.SPLITS` (the pairing needs it)
+
+
+def paired_sentences(n_per_split: dict[str, int], seed: int) -> dict[str, list[tuple[str, str]]]:
+    """The shared sentence list per split, as (sentence_id, text).
+
+    Drawn exactly as the `tts-speech` corpus draws its texts (`generate_sentences(n, seed * 1000 +
+    split index)`), so with the same `seed`, sentence `<split>-<i:06d>` here is the text of the
+    tts-speech utterance with that `utt_id` (when i < that corpus's size of the split): an
+    audio-visual model can pair a clip with its audio through `sentence_id`.
+    """
+    from mmrepro.data.sentences import generate_sentences
+
+    out = {}
+    for s_idx, split in enumerate(SPLITS):
+        if split in n_per_split:
+            texts = generate_sentences(n_per_split[split], seed=seed * 1000 + s_idx)
+            out[split] = [(f"{split}-{i:06d}", t) for i, t in enumerate(texts)]
+    return out
+
+
 def write_corpus(
-    out_dir: Path, sentences: Sequence[tuple[str, str]], spec: LipsSpec, seed: int
+    out_dir: Path, sentences: dict[str, Sequence[tuple[str, str]]], spec: LipsSpec, seed: int
 ) -> dict[str, int]:
     """Render the corpus into `out_dir`: `<split>.npy` frames, `<split>.jsonl`, `speakers.json`.
 
-    `sentences` is the shared sentence list as (sentence_id, text). Each speaker says
-    `clips_per_speaker[split]` sentences drawn without replacement (with replacement if the list
-    is shorter). Returns split -> number of clips.
+    `sentences[split]` is that split's sentence list as (sentence_id, text) (see
+    `paired_sentences`). Each speaker says `clips_per_speaker[split]` sentences drawn from it
+    without replacement (with replacement if the list is shorter). Speakers of different splits
+    are different draws (disjoint ids). Returns split -> number of clips.
     """
-    if not sentences:
-        raise ValueError("sentences must not be empty")
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     counts: dict[str, int] = {}
     all_speakers = {}
-    for split in spec.speakers:
+    for s_idx, split in enumerate(spec.speakers):
+        pool = sentences.get(split) or []
+        if not pool:
+            raise ValueError(f"no sentences for split {split!r}")
+        rng = np.random.default_rng([seed, s_idx])  # per split: a split does not depend on the others' sizes
         n_spk, per = spec.speakers[split], spec.clips_per_speaker[split]
         records, offset, chunks = [], 0, []
         for k in range(n_spk):
             spk = sample_speaker(f"{split}-spk{k:03d}", rng)
             all_speakers[spk.id] = asdict(spk)
-            choice = rng.choice(len(sentences), size=per, replace=per > len(sentences))
+            choice = rng.choice(len(pool), size=per, replace=per > len(pool))
             for j, idx in enumerate(choice):
-                sid, text = sentences[int(idx)]
+                sid, text = pool[int(idx)]
                 frames = render_clip(text, spk, seed=int(rng.integers(2**31)), size=spec.size)
                 chunks.append(frames)
                 records.append({
