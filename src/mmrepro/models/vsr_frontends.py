@@ -13,7 +13,7 @@ Conformer encoder reads lips as well as the usual deep visual front end, at equa
     encoder          `mmrepro.models.conformer.ConformerEncoder` with the front end plugged in
                      (no temporal subsampling: one encoder frame per video frame, 25 fps)
     head             CTC (`mmrepro.models.ctc.CTCHead`) or transducer (`TransducerHead`) over
-                     character tokens
+                     character tokens; blank = id `vocab_size` (the tokenizers' convention)
 
 Both front ends take frames flattened to `(B, T, H*W)` (uint8 or float) so that the encoder's
 `(B, T, F)` input contract holds; pixels are scaled to [0, 1] and standardised with fixed
@@ -185,12 +185,13 @@ class VisualConformer(nn.Module):
         if cfg.head == "ctc":
             from mmrepro.models.ctc import CTCHead
 
-            self.head = CTCHead(cfg.d_model, cfg.vocab_size)
+            self.head = CTCHead(cfg.d_model, cfg.vocab_size, blank=cfg.vocab_size)
         else:
             from mmrepro.models.transducer import TransducerHead
 
             self.head = TransducerHead(cfg.d_model, cfg.vocab_size, pred_dim=cfg.pred_dim, joint_dim=cfg.joint_dim,
-                                       embed_dim=cfg.embed_dim, dropout=cfg.dropout)
+                                       embed_dim=cfg.embed_dim, dropout=cfg.dropout,
+                                       blank=cfg.vocab_size)
 
     @property
     def front_end(self) -> nn.Module:

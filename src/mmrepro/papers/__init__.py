@@ -14,6 +14,7 @@ from mmrepro.papers.base import Paper
 
 REGISTRY: dict[str, str] = {
     "starcapnet": "mmrepro.papers.starcapnet:StarCapNet",
+    "vsr_conformer": "mmrepro.papers.vsr_conformer:VsrConformer",
 }
 
 
