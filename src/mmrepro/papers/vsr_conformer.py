@@ -29,7 +29,7 @@ from mmrepro.data.synthetic_lips import LipsSpec, paired_sentences, write_corpus
 from mmrepro.data.tokenizer import CharTokenizer
 from mmrepro.metrics.wer import NORMALISATION, espnet_table, save_hypotheses, score
 from mmrepro.models.vsr_frontends import VisualConformer, VSRConfig
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
+from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
 
 CLAIM = ("LP front end reads lips as well as or better than the 3D-conv + ResNet-18 front end at equal "
          "encoder size (Chang et al. 2023)")
@@ -111,6 +111,18 @@ def _collate(clips: list[np.ndarray], texts: list[str], tok: CharTokenizer) -> d
         "targets": targets,
         "target_lengths": torch.tensor([len(x) for x in ids], dtype=torch.long),
     }
+
+
+def _bucketed_batches(lengths: list[int], batch_size: int, gen: torch.Generator, pool: int = 32) -> list[list[int]]:
+    """Shuffled batches of similar length (less padding): shuffle, sort within pools of
+    `pool` batches by length, cut into batches, shuffle the batches. Covers every index once."""
+    order = torch.randperm(len(lengths), generator=gen).tolist()
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = sorted(order[start : start + pool * batch_size], key=lambda i: lengths[i])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    perm = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[p] for p in perm]
 
 
 def _augment(clip: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
@@ -196,11 +208,11 @@ class VsrConformer(Paper):
         split = _Split(data_dir, "train")
         gen = torch.Generator().manual_seed(seed * 7919 + epoch)
         rng = np.random.default_rng([seed, epoch])
-        for idx in iter_minibatches(len(split), cfg.batch_size, gen):
-            clips = [split.clip(i) for i in idx.tolist()]
+        for idx in _bucketed_batches([r["n_frames"] for r in split.records], cfg.batch_size, gen):
+            clips = [split.clip(i) for i in idx]
             if cfg.augment:
                 clips = [_augment(c, rng, cfg.max_shift) for c in clips]
-            yield _collate(clips, [split.records[i]["text"] for i in idx.tolist()], self.tokenizer)
+            yield _collate(clips, [split.records[i]["text"] for i in idx], self.tokenizer)
 
     def training_step(self, model: VisualConformer, batch, variant: str) -> torch.Tensor:
         return model.loss(batch["frames"], batch["lengths"], batch["targets"], batch["target_lengths"])
