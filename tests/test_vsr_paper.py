@@ -65,3 +65,29 @@ def test_paper_smoke_end_to_end(tmp_path):
     assert len(hyps) == 6 and {"ref", "hyp"} <= set(hyps[0])
     gif = Image.open(out / "sample_lp_0.gif")
     assert gif.n_frames > 10 and gif.size[1] == 64 * 3 + 48
+
+
+def test_lrs3_prepare_and_batches(tmp_path):
+    """The full profile's LRS3 path on a fixture in LRS3's layout (mp4 written with PyAV + txt)."""
+    import numpy as np
+
+    from mmrepro.data.lrs3 import write_mp4
+    from mmrepro.papers.vsr_conformer import Config
+
+    root = tmp_path / "LRS3"
+    rng = np.random.default_rng(0)
+    for split, spk, clip, text in [("trainval", "a1", "00001", "HELLO WORLD"), ("trainval", "a2", "00002", "GOOD DAY"),
+                                   ("trainval", "a3", "00003", "SEE YOU"), ("test", "t1", "00004", "IT'S TIME")]:
+        d = root / split / spk
+        d.mkdir(parents=True)
+        write_mp4(d / f"{clip}.mp4", rng.integers(0, 255, (20, 96, 96), dtype=np.uint8))
+        (d / f"{clip}.txt").write_text(f"Text:  {text}\nConf:  4\n")
+    cfg = Config(epochs=1, batch_size=2, lr=1e-3, dataset="lrs3", lrs3_root=str(root), lrs3_dev_speakers=1,
+                 d_model=16, num_layers=1, num_heads=2, conv_kernel=3, resnet_width=4)
+    paper = get_paper("vsr_conformer")
+    info = paper.prepare(cfg, tmp_path / "data", seed=0)
+    assert info.dataset == "lrs3" and info.splits == {"train": 2, "dev": 1, "test": 1}
+    batch = next(iter(paper.train_batches(cfg, tmp_path / "data", "lp", 0, 0)))
+    assert batch["frames"].shape == (2, 20, 64 * 64) and batch["lengths"].tolist() == [20, 20]
+    test = [json.loads(x) for x in (tmp_path / "data" / "test.jsonl").read_text().splitlines()]
+    assert test[0]["text"] == "IT'S TIME" and paper.tokenizer.decode(paper.tokenizer.encode(test[0]["text"])) == "it's time"
