@@ -92,8 +92,8 @@ def test_visual_conformer_shapes_loss_decode(head):
 def test_equal_encoder_for_both_front_ends():
     lp = VisualConformer(VSRConfig(frontend="lp", d_model=32, num_layers=2, num_heads=2, resnet_width=4))
     conv = VisualConformer(VSRConfig(frontend="conv", d_model=32, num_layers=2, num_heads=2, resnet_width=4))
-    enc = lambda m: _n(m.encoder) - _n(m.front_end)  # noqa: E731
-    assert enc(lp) == enc(conv) == 2 * conformer_block_params(32, 15)
+    assert _n(lp.encoder) - _n(lp.front_end) == _n(conv.encoder) - _n(conv.front_end)
+    assert _n(lp.encoder) - _n(lp.front_end) == 2 * conformer_block_params(32, 15)
     assert _n(lp.head) == _n(conv.head)
 
 

@@ -122,11 +122,11 @@ def mouth_crops(
     kern = np.ones(k) / k
     centre = np.stack([np.convolve(np.pad(centre[:, j], (k // 2, k - 1 - k // 2), mode="edge"), kern, "valid") for j in range(2)], 1)
     side = float(np.median(width)) * LANDMARK_SCALE
-    half = max(int(round(side / 2)), 4)
+    half = max(round(side / 2), 4)
     padded = F.pad(x.float(), (half, half, half, half), mode="replicate")
     out = []
     for i in range(t):
-        cx, cy = int(round(centre[i, 0])) + half, int(round(centre[i, 1])) + half
+        cx, cy = round(float(centre[i, 0])) + half, round(float(centre[i, 1])) + half
         out.append(padded[i, cy - half : cy + half, cx - half : cx + half])
     return _resize(torch.stack(out), size)
 
@@ -152,7 +152,7 @@ def write_mp4(path: Path | str, frames: np.ndarray, fps: int = 25) -> None:
     """Write grayscale uint8 frames `(T, H, W)` as an H.264 (or MPEG-4 fallback) mp4 with PyAV."""
     import av
 
-    t, h, w = frames.shape
+    _, h, w = frames.shape
     with av.open(str(path), mode="w") as container:
         try:
             stream = container.add_stream("libx264", rate=fps)

@@ -376,8 +376,7 @@ def write_corpus(
         arr = np.concatenate(chunks) if chunks else np.zeros((0, spec.size, spec.size), np.uint8)
         np.save(out_dir / f"{split}.npy", arr)
         with open(out_dir / f"{split}.jsonl", "w") as fh:
-            for r in records:
-                fh.write(json.dumps(r) + "\n")
+            fh.writelines(json.dumps(r) + "\n" for r in records)
         counts[split] = len(records)
     (out_dir / "speakers.json").write_text(json.dumps(all_speakers, indent=1))
     return counts

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-__all__ = ["VSRConfig", "LinearProjectionFrontEnd", "Conv3dResNetFrontEnd", "VisualConformer"]
+__all__ = ["Conv3dResNetFrontEnd", "LinearProjectionFrontEnd", "VSRConfig", "VisualConformer"]
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,7 @@ def _write_sample_gif(path: Path, clip: np.ndarray, ref: str, hyp: str, title: s
     """Animated GIF (25 fps) of the mouth frames, upscaled, with the reference and hypothesis below."""
     from PIL import Image, ImageDraw
 
-    t, h, w = clip.shape
+    _, h, w = clip.shape
     width = max(w * scale, 8 * max(len(ref), len(hyp), len(title)) + 16)
     frames = []
     for f in clip:
