@@ -118,3 +118,22 @@ def test_full_config_parameter_count():
     # the conv baseline at the same encoder: stem 64*245 + 128, ResNet-18 trunk, 512 -> 1024 projection
     assert _n(conv_model.front_end) == 15_808 + 11_166_976 + 525_312
     assert _n(conv_model) - _n(model) == 11_708_096 - 4_195_328
+
+
+def test_clip_normalisation_removes_static_appearance_and_ignores_padding():
+    torch.manual_seed(0)
+    fe = LinearProjectionFrontEnd(16, 8, pixel_norm="clip")
+    x = torch.rand(2, 6, 256)
+    static = torch.rand(1, 1, 256)  # a speaker's face: the same image added to every frame
+    lengths = torch.tensor([6, 4])
+    y, _ = fe(x, lengths)
+    y2, _ = fe(x + 0.3 * static, lengths)
+    torch.testing.assert_close(y, y2, atol=1e-4, rtol=1e-4)
+    padded = x.clone()
+    padded[1, 4:] = 9.0  # garbage in the padding of clip 2
+    y3, _ = fe(padded, lengths)
+    torch.testing.assert_close(y3[1, :4], y[1, :4])
+    fixed, _ = LinearProjectionFrontEnd(16, 8)(x, lengths)
+    assert fixed.shape == y.shape
+    with pytest.raises(ValueError):
+        VSRConfig(pixel_norm="frame")

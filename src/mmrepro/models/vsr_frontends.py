@@ -52,8 +52,9 @@ class VSRConfig:
     pred_dim: int = 320  # transducer: prediction-network LSTM size
     joint_dim: int = 0  # transducer: joint size (0 = pred_dim)
     embed_dim: int = 0  # transducer: label embedding size (0 = pred_dim)
-    pixel_mean: float = 0.42  # pixel standardisation after scaling to [0, 1]
+    pixel_mean: float = 0.42  # pixel standardisation after scaling to [0, 1] (pixel_norm="fixed")
     pixel_std: float = 0.17
+    pixel_norm: str = "fixed"  # "fixed" (mean/std above) | "clip" (minus the clip's mean frame, / the clip's std)
 
     def __post_init__(self) -> None:
         if self.frontend not in ("lp", "conv"):
@@ -66,6 +67,8 @@ class VSRConfig:
             raise ValueError("the conv front end needs image_size >= 16")
         if self.pixel_std <= 0:
             raise ValueError("pixel_std must be > 0")
+        if self.pixel_norm not in ("fixed", "clip"):
+            raise ValueError(f"pixel_norm must be 'fixed' or 'clip', got {self.pixel_norm!r}")
 
     @classmethod
     def full(cls, **overrides) -> VSRConfig:
@@ -75,28 +78,43 @@ class VSRConfig:
         return replace(base, **overrides)
 
 
-def _normalise(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+def _normalise(x: torch.Tensor, mean: float, std: float, lengths: torch.Tensor | None = None,
+               mode: str = "fixed") -> torch.Tensor:
+    """(B, T, P) pixels -> standardised floats; padded frames (t >= length) become 0 in "clip" mode.
+
+    "fixed": (x / 255 - mean) / std. "clip": subtract the clip's mean frame (over its valid
+    frames) and divide by the clip's standard deviation: the static appearance of a speaker (skin,
+    lip colour, mouth position) is removed and the motion kept.
+    """
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
-    return (x - mean) / std
+    if mode == "fixed":
+        return (x - mean) / std
+    if lengths is None:
+        lengths = torch.full((x.shape[0],), x.shape[1], device=x.device)
+    valid = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None])[..., None].to(x.dtype)
+    n = valid.sum(dim=1, keepdim=True).clamp_min(1)  # (B, 1, 1)
+    centred = (x - (x * valid).sum(dim=1, keepdim=True) / n) * valid
+    var = centred.pow(2).sum(dim=(1, 2), keepdim=True) / (n * x.shape[2])
+    return centred / (var.sqrt() + 1e-3)
 
 
 class LinearProjectionFrontEnd(nn.Module):
     """LP front end: `(x (B, T, H*W), lengths (B,)) -> ((B, T, d), lengths)`."""
 
     def __init__(self, image_size: int, d_model: int, dropout: float = 0.0, pixel_mean: float = 0.42,
-                 pixel_std: float = 0.17) -> None:
+                 pixel_std: float = 0.17, pixel_norm: str = "fixed") -> None:
         super().__init__()
         if image_size <= 0 or d_model <= 0:
             raise ValueError(f"image_size and d_model must be positive, got {image_size}, {d_model}")
-        self.in_dim, self.mean, self.std = image_size * image_size, pixel_mean, pixel_std
+        self.in_dim, self.mean, self.std, self.norm = image_size * image_size, pixel_mean, pixel_std, pixel_norm
         self.proj = nn.Linear(self.in_dim, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"expected (B, T, {self.in_dim}) frames, got {tuple(x.shape)}")
-        return self.dropout(self.proj(_normalise(x, self.mean, self.std))), lengths
+        return self.dropout(self.proj(_normalise(x, self.mean, self.std, lengths, self.norm))), lengths
 
 
 class _BasicBlock(nn.Module):
@@ -126,11 +144,11 @@ class Conv3dResNetFrontEnd(nn.Module):
     """
 
     def __init__(self, image_size: int, d_model: int, width: int = 64, dropout: float = 0.0,
-                 pixel_mean: float = 0.42, pixel_std: float = 0.17) -> None:
+                 pixel_mean: float = 0.42, pixel_std: float = 0.17, pixel_norm: str = "fixed") -> None:
         super().__init__()
         if image_size < 16 or d_model <= 0 or width <= 0:
             raise ValueError(f"need image_size >= 16, d_model > 0, width > 0; got {image_size}, {d_model}, {width}")
-        self.size, self.mean, self.std = image_size, pixel_mean, pixel_std
+        self.size, self.mean, self.std, self.norm = image_size, pixel_mean, pixel_std, pixel_norm
         self.stem = nn.Sequential(
             nn.Conv3d(1, width, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
             nn.BatchNorm3d(width),
@@ -152,7 +170,7 @@ class Conv3dResNetFrontEnd(nn.Module):
         b, t, _ = x.shape
         # zero padded frames so the temporal stem does not see padding content
         valid = torch.arange(t, device=x.device)[None, :] < lengths[:, None]
-        v = _normalise(x, self.mean, self.std).masked_fill(~valid[..., None], 0.0)
+        v = _normalise(x, self.mean, self.std, lengths, self.norm).masked_fill(~valid[..., None], 0.0)
         v = self.stem(v.view(b, 1, t, self.size, self.size))  # (B, w, T, H/4, W/4)
         v = v.transpose(1, 2).reshape(b * t, v.shape[1], v.shape[3], v.shape[4])
         v = self.trunk(v).mean(dim=(2, 3)).view(b, t, -1)  # (B, T, 8w)
@@ -173,10 +191,11 @@ class VisualConformer(nn.Module):
 
         self.cfg = cfg
         if cfg.frontend == "lp":
-            front = LinearProjectionFrontEnd(cfg.image_size, cfg.d_model, cfg.dropout, cfg.pixel_mean, cfg.pixel_std)
+            front = LinearProjectionFrontEnd(cfg.image_size, cfg.d_model, cfg.dropout, cfg.pixel_mean, cfg.pixel_std,
+                                             cfg.pixel_norm)
         else:
             front = Conv3dResNetFrontEnd(cfg.image_size, cfg.d_model, cfg.resnet_width, cfg.dropout,
-                                         cfg.pixel_mean, cfg.pixel_std)
+                                         cfg.pixel_mean, cfg.pixel_std, cfg.pixel_norm)
         enc_cfg = ConformerConfig(
             input_dim=cfg.d_model, d_model=cfg.d_model, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
             ff_mult=cfg.ff_mult, conv_kernel=cfg.conv_kernel, dropout=cfg.dropout, input_layer="none",

@@ -59,6 +59,7 @@ class Config(TrainConfig):
     conv_kernel: int = Field(default=15, gt=0)
     dropout: float = Field(default=0.1, ge=0, lt=1)
     resnet_width: int = Field(default=64, gt=0, description="conv front end: first-stage channels (ResNet-18: 64)")
+    pixel_norm: Literal["fixed", "clip"] = "fixed"  # see mmrepro.models.vsr_frontends._normalise
     head: Literal["ctc", "transducer"] = "ctc"
     pred_dim: int = Field(default=320, gt=0)
     joint_dim: int = Field(default=0, ge=0)
@@ -194,7 +195,7 @@ class VsrConformer(Paper):
         return VSRConfig(
             frontend=variant, image_size=cfg.image_size, d_model=cfg.d_model, num_layers=cfg.num_layers,
             num_heads=cfg.num_heads, ff_mult=cfg.ff_mult, conv_kernel=cfg.conv_kernel, dropout=cfg.dropout,
-            resnet_width=cfg.resnet_width, head=cfg.head, vocab_size=self.tokenizer.vocab_size,
+            resnet_width=cfg.resnet_width, pixel_norm=cfg.pixel_norm, head=cfg.head, vocab_size=self.tokenizer.vocab_size,
             pred_dim=cfg.pred_dim, joint_dim=cfg.joint_dim, embed_dim=cfg.embed_dim,
         )
 
