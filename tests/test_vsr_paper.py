@@ -49,7 +49,7 @@ def test_paper_smoke_end_to_end(tmp_path):
         models[variant] = model.eval()
         with torch.no_grad():
             val = paper.validate(model, cfg, tmp_path / "data", variant)
-        assert set(val) == {"wer", "cer"} and 0 <= val["cer"]
+        assert set(val) == {"wer", "cer", "process_cpu_s"} and 0 <= val["cer"] and val["process_cpu_s"] > 0
     out = tmp_path / "out"
     out.mkdir()
     with torch.no_grad():

@@ -18,6 +18,7 @@ per variant, the LP - conv WER difference as the row of the paper's own claim, a
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -233,7 +234,9 @@ class VsrConformer(Paper):
         idx = list(range(min(cfg.val_clips, len(split))))
         hyps = self._decode(model, split, idx)
         res = score([split.records[i]["text"] for i in idx], hyps)
-        return {"wer": 100 * res.wer, "cer": 100 * res.cer}
+        # process CPU seconds so far (all variants of this train stage): the per-variant compute
+        # budget is read from it, as wall time on a shared machine says little
+        return {"wer": 100 * res.wer, "cer": 100 * res.cer, "process_cpu_s": time.process_time()}
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         split = _Split(data_dir, "test")
