@@ -64,7 +64,7 @@ class TransducerHead(nn.Module):
         dims = {"S": 320, "M": 640, "L": 640}
         if size not in dims:
             raise ValueError(f"unknown Conformer size {size!r}; expected one of {sorted(dims)}")
-        kw = dict(pred_dim=dims[size], joint_dim=dims[size], embed_dim=320, pred_layers=1)
+        kw = {"pred_dim": dims[size], "joint_dim": dims[size], "embed_dim": 320, "pred_layers": 1}
         kw.update(overrides)
         return cls(encoder_dim, vocab_size, **kw)
 
@@ -118,6 +118,6 @@ class TransducerHead(nn.Module):
                 g_new = self.pred_proj(g_new[:, 0])
                 m = emit[:, None].to(g.dtype)
                 g = m * g_new + (1 - m) * g
-                state = tuple(m[None] * sn + (1 - m[None]) * s for sn, s in zip(state_new, state))
+                state = tuple(m[None] * sn + (1 - m[None]) * s for sn, s in zip(state_new, state, strict=True))
                 active = emit
         return hyps
