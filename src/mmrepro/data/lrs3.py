@@ -110,7 +110,8 @@ def mouth_crops(
         x0, y0, x1, y1 = box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise ValueError(f"box must be fractions with x0<x1, y0<y1, got {box}")
-        return _resize(x[:, int(y0 * h) : max(int(y1 * h), int(y0 * h) + 1), int(x0 * w) : max(int(x1 * w), int(x0 * w) + 1)], size)
+        top, left = int(y0 * h), int(x0 * w)
+        return _resize(x[:, top : max(int(y1 * h), top + 1), left : max(int(x1 * w), left + 1)], size)
     if crop != "landmarks":
         raise ValueError(f"crop must be 'center' or 'landmarks', got {crop!r}")
     if landmarks is None or landmarks.shape != (t, 68, 2):
@@ -120,7 +121,9 @@ def mouth_crops(
     width = np.linalg.norm(landmarks[:, 54] - landmarks[:, 48], axis=1)
     k = min(5, t)  # temporal smoothing (moving average) against landmark jitter
     kern = np.ones(k) / k
-    centre = np.stack([np.convolve(np.pad(centre[:, j], (k // 2, k - 1 - k // 2), mode="edge"), kern, "valid") for j in range(2)], 1)
+    centre = np.stack(
+        [np.convolve(np.pad(centre[:, j], (k // 2, k - 1 - k // 2), mode="edge"), kern, "valid") for j in range(2)], 1
+    )
     side = float(np.median(width)) * LANDMARK_SCALE
     half = max(round(side / 2), 4)
     padded = F.pad(x.float(), (half, half, half, half), mode="replicate")

@@ -224,7 +224,7 @@ def viseme_track(
     need = min_frames_per_char * len(text) + 6.0
     if durs.sum() < need:
         durs *= need / durs.sum()
-    targets = [(v, float(d)) for (v, _), d in zip(targets, durs)]
+    targets = [(v, float(d)) for (v, _), d in zip(targets, durs, strict=True)]
 
     ends = np.cumsum(durs)
     centres = ends - durs / 2
