@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "starcapnet": "mmrepro.papers.starcapnet:StarCapNet",
     "sympow": "mmrepro.papers.sympow:SymPow",
     "vqvae": "mmrepro.papers.vqvae:VQVAEPaper",
+    "vsr_conformer": "mmrepro.papers.vsr_conformer:VsrConformer",
 }
 
 
