@@ -2,24 +2,29 @@
 
     python benchmarks/efficiency.py                 # CPU defaults, a few minutes on 2 cores
     python benchmarks/efficiency.py --quick         # seconds: tiny settings (used by the tests)
-    python benchmarks/efficiency.py --device cuda --batch 32 --minutes 1 2 4 8 16 32 --scaling-layers 17
+    python benchmarks/efficiency.py --device cuda --batch 128 --minutes 1 2 4 8 16 32 --scaling-layers 17
 
 Three parts, printed as tables and written to `reports/efficiency.json` (temp file, then rename):
  1. GMACs of the Conformer-L and Fast-Conformer-L encoders (multiply-accumulates = FLOPs / 2 from
     `torch.utils.flop_counter.FlopCounterMode`, on the meta device, batch 1) for one utterance of
     `--gmacs-seconds` (30 s = 3001 frames of 10 ms reproduces the paper's 143.2 vs 48.7 GMACs; 10 and
-    20 s are listed too). Published ratio 2.94x.
- 2. Encoder throughput ratio Conformer-L / Fast-Conformer-L on a batch of `--clip-seconds` (20 s)
+    20 s are listed too). Published ratio 2.94x. The Conformer-L baseline is NeMo's (subsampling convs
+    with padding 1, `subsampling_padding=1`), which the paper measured; the valid-conv variant that
+    reproduces Gulati et al.'s parameter counts is listed beside it.
+ 2. Encoder throughput ratio Conformer-L (NeMo baseline) / Fast-Conformer-L on a batch of `--clip-seconds` (20 s)
     clips, both timed side by side in this process, interleaved, best of `--repeats` (paper: 2.8x); on
     CPU the ratio is of process CPU time, which other load on a shared machine disturbs far less than
     wall time (both are recorded).
  3. Peak memory and time against audio length (`--minutes`, 1 minute upward) for the Fast Conformer
     blocks with full vs limited-context attention (w = `--context` frames + one global token), on
     already-subsampled input (B=1, T/8 frames of d=512) so the quadratic term is the attention's,
-    not the front end's. Each point runs in a fresh process: peak memory is the growth of the resident
-    set's high-water mark (VmHWM, reset through /proc/self/clear_refs) on CPU,
-    `torch.cuda.max_memory_allocated` growth on CUDA. The fitted log-log slope is the growth exponent
-    (1 = linear, 2 = quadratic); time is CPU time on CPU, wall time on CUDA.
+    not the front end's. Each point runs in a fresh process. Peak memory is measured two ways: peak live
+    tensor bytes of the forward (`LiveTensorBytes`, deterministic, any device; the exponents use it), and
+    the process's peak (growth of the resident-set high-water mark VmHWM, reset through
+    /proc/self/clear_refs, on CPU; `torch.cuda.max_memory_allocated` growth on CUDA). Full attention stops
+    at `--full-max-minutes` on CPU (4: about 2 GB at 1 layer) while limited context goes on. The fitted
+    log-log slope is the growth exponent (1 = linear, 2 = quadratic); time is CPU time on CPU, wall time
+    on CUDA.
 Absolute times from a shared CPU are upper bounds; quote the ratios, and absolute times only from a GPU.
 """
 
@@ -38,51 +43,39 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mmrepro.metrics.efficiency import LiveTensorBytes, encoder_gmacs, frames
 from mmrepro.models.conformer import ConformerConfig, ConformerEncoder
 from mmrepro.models.fast_conformer import FastConformerConfig, FastConformerEncoder
 
 PUBLISHED = {"conformer_l_gmacs": 143.2, "fast_conformer_l_gmacs": 48.7, "gmacs_ratio": 2.94, "throughput_ratio": 2.8}
-FRAMES_PER_SECOND = 100  # 10 ms hop
 
 
-def frames(seconds: float) -> int:
-    """Number of 25 ms / 10 ms feature frames of a clip (center-padded STFT convention: 1 + samples / hop)."""
-    return round(seconds * FRAMES_PER_SECOND) + 1
-
-
-def encoder_gmacs(model: torch.nn.Module, n_frames: int, batch: int = 1) -> float:
-    """Multiply-accumulates (1e9) of one forward over (batch, n_frames, 80) features, counted on meta tensors."""
+def gmacs_part(seconds: list[float], main_seconds: float) -> dict:
+    """Conformer-L as the Fast Conformer paper's baseline (NeMo "striding" subsampling, padding 1) and with
+    the valid-conv subsampling of our Table-1 parameter counts; Fast-Conformer-L full and limited."""
     with torch.device("meta"):
-        x = torch.randn(batch, n_frames, 80)
-        lengths = torch.full((batch,), n_frames)
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            model.eval()(x, lengths)
-    return counter.get_total_flops() / 2e9
-
-
-def gmacs_part(seconds: list[float], main_seconds: float, d_model: int | None = None) -> dict:
-    overrides = {} if d_model is None else {"d_model": d_model}
-    with torch.device("meta"):
-        conf = ConformerEncoder(ConformerConfig.preset("L", **overrides))
-        fast = FastConformerEncoder(FastConformerConfig.preset("L", **overrides))
-        fast_lim = FastConformerEncoder(FastConformerConfig.preset("L", attention="limited", **overrides))
+        conf = ConformerEncoder(ConformerConfig.preset("L", subsampling_padding=1))
+        conf_valid = ConformerEncoder(ConformerConfig.preset("L"))
+        fast = FastConformerEncoder(FastConformerConfig.preset("L"))
+        fast_lim = FastConformerEncoder(FastConformerConfig.preset("L", attention="limited"))
     rows = []
     for s in sorted({*seconds, main_seconds}):
         n = frames(s)
-        c, f, fl = encoder_gmacs(conf, n), encoder_gmacs(fast, n), encoder_gmacs(fast_lim, n)
-        rows.append({"seconds": s, "frames": n, "conformer_l": round(c, 2), "fast_conformer_l": round(f, 2),
-                     "fast_conformer_l_limited": round(fl, 2), "ratio": round(c / f, 3)})
+        c, cv = encoder_gmacs(conf, n), encoder_gmacs(conf_valid, n)
+        f, fl = encoder_gmacs(fast, n), encoder_gmacs(fast_lim, n)
+        rows.append({"seconds": s, "frames": n, "conformer_l": round(c, 2), "conformer_l_valid_subsampling":
+                     round(cv, 2), "fast_conformer_l": round(f, 2), "fast_conformer_l_limited": round(fl, 2),
+                     "ratio": round(c / f, 3), "ratio_valid_subsampling": round(cv / f, 3)})
     main = next(r for r in rows if r["seconds"] == main_seconds)
     return {"input_seconds": main_seconds, "input_frames": main["frames"], "batch": 1,
             "counter": "torch.utils.flop_counter.FlopCounterMode, MACs = FLOPs / 2, encoder only",
+            "conformer_l_config": "ConformerConfig.preset('L', subsampling_padding=1) (NeMo striding baseline)",
             "conformer_l": main["conformer_l"], "fast_conformer_l": main["fast_conformer_l"],
-            "ratio": main["ratio"], "published": {k: PUBLISHED[k] for k in
-                                                  ("conformer_l_gmacs", "fast_conformer_l_gmacs", "gmacs_ratio")},
+            "ratio": main["ratio"], "ratio_valid_subsampling": main["ratio_valid_subsampling"],
+            "published": {k: PUBLISHED[k] for k in ("conformer_l_gmacs", "fast_conformer_l_gmacs", "gmacs_ratio")},
             "by_length": rows}
 
 
@@ -95,7 +88,7 @@ def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, 
     torch.manual_seed(0)
     over = {} if layers is None else {"num_layers": layers}
     models = {
-        "conformer_l": ConformerEncoder(ConformerConfig.preset("L", **over)).to(device).eval(),
+        "conformer_l": ConformerEncoder(ConformerConfig.preset("L", subsampling_padding=1, **over)).to(device).eval(),
         "fast_conformer_l": FastConformerEncoder(FastConformerConfig.preset("L", **over)).to(device).eval(),
     }
     n = frames(clip_seconds)
@@ -104,7 +97,7 @@ def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, 
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
     with torch.no_grad():
-        for k, m in models.items():  # warm-up
+        for m in models.values():  # warm-up
             m(x, lengths)
         for _ in range(repeats):  # interleaved, side by side
             for k, m in models.items():
@@ -191,13 +184,17 @@ def _scaling_point(device: str, attention: str, minutes: float, layers: int, con
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = _cpu_peak() - base
+    tracker = LiveTensorBytes()
+    with torch.no_grad(), tracker:
+        body(x, lengths)
     on_cpu = not device.startswith("cuda")
     queue.put({"frames": t, "seconds": best_cpu if on_cpu else best, "wall_seconds": best,
-               "cpu_seconds": best_cpu, "peak_mib": peak / 2**20})
+               "cpu_seconds": best_cpu, "peak_mib": tracker.peak / 2**20,
+               "process_peak_mib": peak / 2**20})
 
 
 def _slope(xs: list[float], ys: list[float]) -> float | None:
-    pts = [(math.log(a), math.log(b)) for a, b in zip(xs, ys) if a > 0 and b > 0]
+    pts = [(math.log(a), math.log(b)) for a, b in zip(xs, ys, strict=True) if a > 0 and b > 0]
     if len(pts) < 2:
         return None
     mx = sum(p[0] for p in pts) / len(pts)
@@ -207,12 +204,15 @@ def _slope(xs: list[float], ys: list[float]) -> float | None:
 
 
 def scaling_part(device: str, minutes: list[float], layers: int, context: int, d_model: int, heads: int,
-                 repeats: int) -> dict:
+                 repeats: int, full_max_minutes: float | None = None) -> dict:
     ctx = mp.get_context("spawn")
     out: dict = {"device": device, "layers": layers, "d_model": d_model, "heads": heads, "context": context,
                  "input": "already-subsampled frames (B=1, T/8, d): Fast Conformer blocks only", "rows": []}
     for attention in ("rel_pos", "limited"):
         for m in minutes:
+            if attention == "rel_pos" and full_max_minutes is not None and m > full_max_minutes:
+                out["rows"].append({"attention": "full", "minutes": m, "skipped": "> --full-max-minutes"})
+                continue
             q = ctx.Queue()
             p = ctx.Process(target=_scaling_point, args=(device, attention, m, layers, context, d_model, heads,
                                                         repeats, q))
@@ -230,6 +230,7 @@ def scaling_part(device: str, minutes: list[float], layers: int, context: int, d
         # the local slope over the two longest lengths, where the leading term dominates
         out[f"{name}_time_exponent_last2"] = _slope(xs[-2:], [r["seconds"] for r in rows][-2:])
         out[f"{name}_memory_exponent_last2"] = _slope(xs[-2:], [r["peak_mib"] for r in rows][-2:])
+        out[f"{name}_process_memory_exponent"] = _slope(xs, [r["process_peak_mib"] for r in rows])
     return out
 
 
@@ -249,11 +250,13 @@ def environment(device: str) -> dict:
 def print_tables(res: dict) -> None:
     g = res["gmacs"]
     print("\n## Encoder GMACs (batch 1; published 143.2 vs 48.7 = 2.94x at 30 s)")
-    print("| seconds | frames | Conformer-L | Fast-Conformer-L | FC-L limited | ratio |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| seconds | frames | Conformer-L (NeMo) | Conformer-L (valid convs) | Fast-Conformer-L "
+          "| FC-L limited | ratio | ratio (valid convs) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in g["by_length"]:
-        print(f"| {r['seconds']} | {r['frames']} | {r['conformer_l']} | {r['fast_conformer_l']} | "
-              f"{r['fast_conformer_l_limited']} | {r['ratio']} |")
+        print(f"| {r['seconds']} | {r['frames']} | {r['conformer_l']} | {r['conformer_l_valid_subsampling']} | "
+              f"{r['fast_conformer_l']} | {r['fast_conformer_l_limited']} | {r['ratio']} | "
+              f"{r['ratio_valid_subsampling']} |")
     if "throughput" in res:
         t = res["throughput"]
         print(f"\n## Encoder throughput, batch {t['batch']} x {t['clip_seconds']} s on {t['device']} "
@@ -267,17 +270,19 @@ def print_tables(res: dict) -> None:
         s = res["scaling"]
         print(f"\n## Time and peak memory vs length: Fast Conformer blocks ({s['layers']} layer(s), d={s['d_model']}),"
               f" full vs limited (w={s['context']} + 1 global) on {s['device']}")
-        print("| attention | minutes | frames | seconds (CPU time on CPU) | wall s | peak MiB |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| attention | minutes | frames | seconds (CPU time on CPU) | wall s | peak tensor MiB | process peak MiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for r in s["rows"]:
             if "seconds" in r:
                 print(f"| {r['attention']} | {r['minutes']} | {r['frames']} | {r['seconds']:.4f} | "
-                      f"{r['wall_seconds']:.4f} | {r['peak_mib']:.1f} |")
+                      f"{r['wall_seconds']:.4f} | {r['peak_mib']:.1f} | {r['process_peak_mib']:.1f} |")
             else:
-                print(f"| {r['attention']} | {r['minutes']} | - | {r} | - |")
+                print(f"| {r['attention']} | {r['minutes']} | - | {r.get('skipped', r)} | - | - | - |")
         for name in ("full", "limited"):
             print(f"{name}: time exponent {s[f'{name}_time_exponent']} (last two: {s[f'{name}_time_exponent_last2']}),"
-                  f" memory exponent {s[f'{name}_memory_exponent']} (last two: {s[f'{name}_memory_exponent_last2']})")
+                  f" tensor-memory exponent {s[f'{name}_memory_exponent']} (last two: "
+                  f"{s[f'{name}_memory_exponent_last2']}), process-memory exponent "
+                  f"{s[f'{name}_process_memory_exponent']}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -285,12 +290,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="tiny settings, seconds (for tests)")
     ap.add_argument("--gmacs-seconds", type=float, default=30.0)
-    ap.add_argument("--batch", type=int, default=None, help="throughput batch (default 1 on CPU, 32 on CUDA)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="throughput batch (default 1 on CPU, 128 on CUDA as the published A100 figures)")
     ap.add_argument("--clip-seconds", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--throughput-layers", type=int, default=None, help="encoder depth for throughput (default 17)")
     ap.add_argument("--minutes", type=float, nargs="+", default=None, help="lengths in minutes (default 1 2 4; more on a GPU)")
     ap.add_argument("--scaling-layers", type=int, default=1)
+    ap.add_argument("--full-max-minutes", type=float, default=None,
+                    help="longest input for full attention (default 4 on CPU, unlimited on CUDA)")
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: least disturbed by other load)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "scaling"])
@@ -299,20 +307,21 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(a.threads)
     os.environ["BENCH_THREADS"] = str(a.threads)
     cuda = a.device.startswith("cuda")
-    batch = a.batch or (32 if cuda else 1)
-    minutes = a.minutes or [1, 2, 4]
+    batch = a.batch or (128 if cuda else 1)
+    minutes = a.minutes or ([1, 2, 4, 8, 16] if not cuda else [1, 2, 4, 8, 16, 32, 64])
+    full_max = a.full_max_minutes if a.full_max_minutes is not None else (None if cuda else 4.0)
     d_model, heads, tp_layers, clip = 512, 8, a.throughput_layers, a.clip_seconds
     if a.quick:
         batch, clip, tp_layers, a.repeats = 1, 2.0, 1, 1
         minutes, d_model, heads, a.context = a.minutes or [0.25, 0.5, 1.0], 64, 4, 16
     res: dict = {"paper": "fast_conformer", "benchmark": "efficiency", "quick": a.quick,
                  "environment": environment(a.device)}
-    res["gmacs"] = gmacs_part([10.0, 20.0, 30.0], a.gmacs_seconds)
+    res["gmacs"] = gmacs_part([10.0] if a.quick else [10.0, 20.0, 30.0], a.gmacs_seconds)
     if "throughput" not in a.skip:
         res["throughput"] = throughput_part(a.device, batch, clip, a.repeats, tp_layers)
     if "scaling" not in a.skip:
         res["scaling"] = scaling_part(a.device, minutes, a.scaling_layers, a.context, d_model, heads,
-                                      max(2, a.repeats))
+                                      max(2, a.repeats), full_max)
     print_tables(res)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".json.tmp")

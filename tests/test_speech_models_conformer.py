@@ -10,7 +10,14 @@ from mmrepro.models.conformer import ConformerConfig, ConformerEncoder, RelPosMu
 from mmrepro.models.ctc import CTCHead, ctc_greedy
 from mmrepro.models.transducer import TransducerHead
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny ops: one thread is fastest on a shared machine; restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _n(m):
@@ -37,11 +44,16 @@ def test_encoder_shapes_and_subsampled_lengths():
     assert y.shape == (3, 24, 144)  # ((101 - 1) // 2 - 1) // 2 = 24
     assert lens.tolist() == [24, 13, 1]
     assert y[1, 13:].abs().max() == 0 and y[2, 1:].abs().max() == 0
+    enc = ConformerEncoder(ConformerConfig.preset("S", num_layers=1, subsampling_padding=1)).eval()
+    y, lens = enc(torch.randn(3, 101, 80), torch.tensor([101, 57, 9]))
+    assert y.shape == (3, 26, 144) and lens.tolist() == [26, 15, 3]  # (T - 1) // 2 + 1, twice
 
 
-def test_padding_invariance():
+@pytest.mark.parametrize("subsampling_padding", [0, 1])
+def test_padding_invariance(subsampling_padding):
     torch.manual_seed(0)
-    enc = ConformerEncoder(ConformerConfig.preset("S", num_layers=2, conv_kernel=7)).eval()
+    cfg = ConformerConfig.preset("S", num_layers=2, conv_kernel=7, subsampling_padding=subsampling_padding)
+    enc = ConformerEncoder(cfg).eval()
     x = torch.randn(2, 120, 80)
     lens = torch.tensor([120, 70])
     y, ylen = enc(x, lens)

@@ -36,7 +36,7 @@ def test_rnnt_matches_brute_force_values_and_gradients(blank):
     g = torch.Generator().manual_seed(0)
     b, t, u, c = 3, 4, 3, 5
     logits = torch.randn(b, t, u + 1, c, generator=g, dtype=torch.float64, requires_grad=True)
-    labels = [l for l in range(c) if l != blank]
+    labels = [k for k in range(c) if k != blank]
     targets = torch.tensor([[labels[0], labels[1], labels[2]], [labels[3], labels[0], 0], [labels[1], 0, 0]])
     t_lens = torch.tensor([4, 3, 2])
     u_lens = torch.tensor([3, 2, 1])

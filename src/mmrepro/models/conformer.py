@@ -46,16 +46,19 @@ class ConformerConfig:
     dropout: float = 0.1  # P_drop of the paper (residual, attention-probabilities and front-end dropout)
     input_layer: str = "conv2d"  # "conv2d" (4x subsampling) | "linear" | "none"
     subsampling_channels: int = 0  # conv channels of the 4x subsampling; 0 = d_model
+    subsampling_padding: int = 0  # 0: valid 3x3 convs (ESPnet/Gulati counts); 1: NeMo "striding" (the
+    #                               Conformer-L baseline of the Fast Conformer paper, its 143.2 GMACs)
     attention: str = "rel_pos"  # "rel_pos" (full) | "limited" (sliding window + global token, linear cost)
     att_context: int = 128  # limited-context half-window w (frames after subsampling): keys |i-j| <= w
     global_tokens: int = 1  # limited-context: the first `global_tokens` frames attend / are attended globally
-    max_len: int = 0  # unused by the relative encoding (computed on the fly); kept 0
 
     def __post_init__(self) -> None:
         if self.d_model <= 0 or self.num_layers <= 0 or self.num_heads <= 0 or self.input_dim <= 0:
             raise ValueError(f"sizes must be positive, got {self}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        if self.subsampling_padding not in (0, 1):
+            raise ValueError(f"subsampling_padding must be 0 or 1, got {self.subsampling_padding}")
         if self.conv_kernel < 1:
             raise ValueError(f"conv_kernel must be >= 1, got {self.conv_kernel}")
         if not 0.0 <= self.dropout < 1.0:
@@ -102,28 +105,36 @@ def relative_sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
 
 
 class _Conv2dSubsampling(nn.Module):
-    """4x time subsampling: two 3x3 stride-2 convs (no padding) with ReLU, then a linear to d.
+    """4x time subsampling: two 3x3 stride-2 convs with ReLU, then a linear to d.
 
-    (B, T, F) -> (B, T', d) with T' = ((T - 1) // 2 - 1) // 2.
+    (B, T, F) -> (B, T', d) with T' = ((T - 1) // 2 - 1) // 2 for padding 0 (valid convs, the default)
+    or T' = ((T - 1) // 2) // 2 + 1 for padding 1 (NeMo's "striding"). Frames past each sequence's
+    length are zeroed before each conv, so valid outputs do not depend on the padding.
     """
 
-    def __init__(self, input_dim: int, d_model: int, channels: int, dropout: float) -> None:
+    def __init__(self, input_dim: int, d_model: int, channels: int, dropout: float, padding: int = 0) -> None:
         super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, channels, 3, stride=2), nn.ReLU(), nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU()
-        )
-        freq = ((input_dim - 1) // 2 - 1) // 2
+        self.convs = nn.ModuleList([nn.Conv2d(1, channels, 3, stride=2, padding=padding),
+                                    nn.Conv2d(channels, channels, 3, stride=2, padding=padding)])
+        self.padding = padding
+        freq = self._out_len(self._out_len(input_dim))
         if freq < 1:
             raise ValueError(f"input_dim={input_dim} too small for 4x conv subsampling")
         self.out = nn.Linear(channels * freq, d_model)
         self.dropout = nn.Dropout(dropout)
 
+    def _out_len(self, n):
+        return (n + 2 * self.padding - 3) // 2 + 1
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
-        b, c, t, f = x.shape
+        x = x.unsqueeze(1)  # (B, 1, T, F)
+        for conv in self.convs:
+            x = x.masked_fill(~lengths_to_mask(lengths, x.shape[2])[:, None, :, None], 0.0)
+            x = torch.relu(conv(x))
+            lengths = self._out_len(lengths).clamp(min=0)
+        b, c, t, f = x.shape  # (B, C, T', F')
         x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
-        lengths = ((lengths - 1) // 2 - 1) // 2
-        return self.dropout(x), lengths.clamp(min=0)
+        return self.dropout(x), lengths
 
 
 class _LinearFrontEnd(nn.Module):
@@ -243,8 +254,13 @@ class RelPosMultiHeadAttention(nn.Module):
         w, dev = self.w, qu.device
         n = -(-t // w)  # chunks
         tp = n * w
-        padq = lambda z: F.pad(z, (0, 0, 0, tp - t))  # (B, H, T, dk) -> (B, H, Tp, dk)
-        pad_kv = lambda z: F.pad(z, (0, 0, w, tp - t + w))  # (B, H, T, dk) -> (B, H, Tp + 2w, dk)
+
+        def padq(z):  # (B, H, T, dk) -> (B, H, Tp, dk)
+            return F.pad(z, (0, 0, 0, tp - t))
+
+        def pad_kv(z):  # (B, H, T, dk) -> (B, H, Tp + 2w, dk)
+            return F.pad(z, (0, 0, w, tp - t + w))
+
         # keys of chunk c are positions c*w - w .. c*w + 2w - 1
         kc = pad_kv(k).unfold(2, 3 * w, w)  # (B, H, n, dk, 3w)
         vc = pad_kv(v).unfold(2, 3 * w, w)
@@ -339,7 +355,8 @@ class ConformerEncoder(nn.Module):
             self.front_end = front_end
         elif cfg.input_layer == "conv2d":
             ch = cfg.subsampling_channels or cfg.d_model
-            self.front_end = _Conv2dSubsampling(cfg.input_dim, cfg.d_model, ch, cfg.dropout)
+            self.front_end = _Conv2dSubsampling(cfg.input_dim, cfg.d_model, ch, cfg.dropout,
+                                                cfg.subsampling_padding)
         elif cfg.input_layer == "linear":
             self.front_end = _LinearFrontEnd(cfg.input_dim, cfg.d_model, cfg.dropout)
         else:

@@ -52,7 +52,7 @@ class CTCHead(nn.Module):
 def ctc_greedy(best: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
     """best (B, T) argmax ids, lengths (B,) -> collapsed, blank-free id lists."""
     out = []
-    for row, n in zip(best.tolist(), lengths.tolist()):
+    for row, n in zip(best.tolist(), lengths.tolist(), strict=True):
         ids, prev = [], None
         for s in row[:n]:
             if s != prev and s != blank:

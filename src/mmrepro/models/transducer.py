@@ -118,6 +118,6 @@ class TransducerHead(nn.Module):
                 g_new = self.pred_proj(g_new[:, 0])
                 m = emit[:, None].to(g.dtype)
                 g = m * g_new + (1 - m) * g
-                state = tuple(m[None] * sn + (1 - m[None]) * s for sn, s in zip(state_new, state))
+                state = tuple(m[None] * sn + (1 - m[None]) * s for sn, s in zip(state_new, state, strict=True))
                 active = emit
         return hyps

@@ -16,6 +16,9 @@ REGISTRY: dict[str, str] = {
     "starcapnet": "mmrepro.papers.starcapnet:StarCapNet",
     "conformer": "mmrepro.papers.conformer:Conformer",
     "fast_conformer": "mmrepro.papers.fast_conformer:FastConformer",
+    "sympow": "mmrepro.papers.sympow:SymPow",
+    "vqvae": "mmrepro.papers.vqvae:VQVAEPaper",
+    "vsr_conformer": "mmrepro.papers.vsr_conformer:VsrConformer",
 }
 
 

@@ -1,0 +1,302 @@
+"""Symmetric power transformers vs softmax: LM loss against context length.
+
+Buckman, Gelada & Zhang, "Symmetric Power Transformers" (Manifest AI, 2024) and "Conformal
+Transformations for Symmetric Power Transformers" (arXiv 2503.03269, 2025). Their results are plots
+(loss vs training step and vs context length on LongCrawl64), not tables; `references/sympow.yaml`
+states the claims in words and `evaluate` writes `claims.md` saying what our runs show about each.
+
+Each variant (softmax, sympow p=2, sympow p=4, conformal-sympow) is trained at one context T and
+evaluated on the same held-out text at T, 2T and 4T: loss in nats and bits per byte, overall, by
+position (CSV + plot), and over the positions beyond T (where only the longer contexts reach).
+Byte-level data: the Python standard library sources (cpu, smoke), whole files per split;
+LongCrawl64 (full, GPT-2 tokens, read from a local copy of the Zarr arrays).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+
+from mmrepro.data import byte_corpus
+from mmrepro.data.longcrawl64 import VOCAB_SIZE, LongCrawl64
+from mmrepro.models.sympow import SymPowConfig, SymPowTransformer, sympow_dim
+from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
+
+_VARIANT = re.compile(r"^(softmax|sympow_p(\d+)|conformal_p(\d+))$")
+
+
+class Config(TrainConfig):
+    dataset: Literal["python-stdlib-bytes", "longcrawl64"] = "python-stdlib-bytes"
+    longcrawl64_root: str | None = Field(default=None, description="local copy of gs://longcrawl64 (full)")
+    variants: list[str] = Field(default=["softmax", "sympow_p2", "sympow_p4", "conformal_p4"], min_length=1)
+    context: int = Field(default=128, gt=1, description="training context T (tokens)")
+    eval_multiples: list[int] = Field(default=[1, 2, 4], min_length=1)
+    batches_per_epoch: int = Field(default=100, gt=0)
+    eval_windows: int = Field(default=64, gt=0, description="held-out windows of max(eval_multiples)*T tokens")
+    val_windows: int = Field(default=16, gt=0)
+    d_model: int = Field(default=64, gt=0)
+    n_layer: int = Field(default=2, gt=0)
+    n_head: int = Field(default=8, gt=0)
+    chunk_size: int | None = Field(default=None, gt=0, description="null = the training context")
+    max_train_bytes: int = Field(default=20_000_000, gt=0)
+    max_eval_bytes: int = Field(default=5_000_000, gt=0)
+    sample_bytes: int = Field(default=120, ge=0, description="bytes generated per variant (recurrent form)")
+
+    @field_validator("variants")
+    @classmethod
+    def _known(cls, variants: list[str]) -> list[str]:
+        for v in variants:
+            m = _VARIANT.match(v)
+            if not m:
+                raise ValueError(f"unknown variant {v!r} (softmax | sympow_p<even> | conformal_p<even>)")
+            p = int(m.group(2) or m.group(3) or 2)
+            if p < 2 or p % 2:
+                raise ValueError(f"{v}: the power must be even and >= 2")
+        if len(set(variants)) != len(variants):
+            raise ValueError("variants must be distinct")
+        return variants
+
+    @field_validator("eval_multiples")
+    @classmethod
+    def _positive(cls, ms: list[int]) -> list[int]:
+        if any(m <= 0 for m in ms) or max(ms) % 1:
+            raise ValueError("eval_multiples must be positive integers")
+        top = max(ms)
+        if any(top % m for m in ms):
+            raise ValueError("every eval multiple must divide the largest one")
+        return sorted(set(ms))
+
+
+def _model_config(cfg: Config, variant: str, vocab: int) -> SymPowConfig:
+    m = _VARIANT.match(variant)
+    if m is None:
+        raise ValueError(f"unknown variant {variant!r}")
+    kind = "softmax" if variant == "softmax" else ("sympow" if variant.startswith("sympow") else "conformal")
+    power = int(m.group(2) or m.group(3) or 2)
+    return SymPowConfig(vocab_size=vocab, d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                        attention=kind, power=power, chunk_size=cfg.chunk_size or cfg.context)
+
+
+class SymPow(Paper):
+    name = "sympow"
+    title = "Buckman, Gelada & Zhang 2024/2025, (Conformal) Symmetric Power Transformers"
+    Config = Config
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
+        if cfg.dataset == "longcrawl64":
+            if not cfg.longcrawl64_root:
+                raise ValueError("longcrawl64_root must point at a local copy of gs://longcrawl64")
+            lc = LongCrawl64(cfg.longcrawl64_root)
+            shapes = {s: lc.split(s).shape for s in ("train", "heldout")}
+            (data_dir / "source.json").write_text(json.dumps({"root": str(Path(cfg.longcrawl64_root).resolve())}))
+            return DataInfo(dataset="longcrawl64", splits={k: v[0] for k, v in shapes.items()},
+                            details={"doc_length": shapes["train"][1], "vocab": VOCAB_SIZE})
+        stats = byte_corpus.write_dataset(
+            data_dir, seed, max_bytes={"train": cfg.max_train_bytes, "val": cfg.max_eval_bytes,
+                                       "test": cfg.max_eval_bytes})
+        return DataInfo(dataset="python-stdlib-bytes", splits={k: v["documents"] for k, v in stats.items()},
+                        details={"bytes": {k: v["bytes"] for k, v in stats.items()}, **byte_corpus.describe()})
+
+    def _vocab(self, cfg: Config) -> int:
+        return VOCAB_SIZE if cfg.dataset == "longcrawl64" else 256
+
+    def _windows(self, cfg: Config, data_dir: Path, split: str, length: int, n: int, rng=None) -> np.ndarray:
+        """(n, length) int64 windows; random when rng is given, else the deterministic held-out set."""
+        if cfg.dataset == "longcrawl64":
+            root = json.loads((data_dir / "source.json").read_text())["root"]
+            arr = LongCrawl64(root).split("train" if split == "train" else "heldout")
+            if rng is not None:
+                docs = rng.integers(0, arr.shape[0], size=n)
+                starts = rng.integers(0, arr.shape[1] - length + 1, size=n)
+                return np.stack([LongCrawl64.batch(arr, int(d), 1, int(s), length)[0] for d, s in zip(docs, starts)])
+            first = 0 if split == "test" else n  # heldout: test documents first, then val
+            return LongCrawl64.batch(arr, first, n, 0, length)
+        data, offsets = byte_corpus.read_split(data_dir, split)
+        if rng is not None:
+            return byte_corpus.sample_windows(data, offsets, length, n, rng)
+        return byte_corpus.document_windows(data, offsets, length, n)
+
+    # ------------------------------------------------------------------ training
+    def variants(self, cfg: Config) -> list[str]:
+        return list(cfg.variants)
+
+    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
+        return SymPowTransformer(_model_config(cfg, variant, self._vocab(cfg)))
+
+    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
+        return cfg.batches_per_epoch
+
+    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
+        rng = np.random.default_rng([seed, epoch, 17])
+        for _ in range(cfg.batches_per_epoch):
+            w = torch.from_numpy(self._windows(cfg, data_dir, "train", cfg.context + 1, cfg.batch_size, rng))
+            yield {"x": w[:, :-1], "y": w[:, 1:]}
+
+    def training_step(self, model: SymPowTransformer, batch, variant: str) -> torch.Tensor:
+        logits = model(batch["x"])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["y"].reshape(-1))
+
+    def validate(self, model: SymPowTransformer, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
+        w = torch.from_numpy(self._windows(cfg, data_dir, "val", cfg.context + 1, cfg.val_windows))
+        device = next(model.parameters()).device
+        loss = self._position_loss(model, w.to(device), cfg.context).mean().item()
+        return {"loss_nats": loss, "bits_per_byte": loss / math.log(2)}
+
+    # ------------------------------------------------------------------ evaluation
+    @staticmethod
+    def _position_loss(model: SymPowTransformer, windows: torch.Tensor, context: int, batch: int = 16) -> torch.Tensor:
+        """Mean next-token loss (nats) by position for contexts of `context` tokens cut from windows
+        (n, L+1), L a multiple of context: -> (context,)."""
+        total = torch.zeros(context, dtype=torch.float64, device=windows.device)
+        count = 0
+        span = windows.shape[1] - 1
+        for s in range(0, span, context):
+            x, y = windows[:, s : s + context], windows[:, s + 1 : s + context + 1]
+            for i in range(0, len(x), batch):
+                logits = model(x[i : i + batch]).float()
+                nll = F.cross_entropy(logits.transpose(1, 2), y[i : i + batch], reduction="none")
+                total += nll.double().sum(0)
+                count += len(nll)
+        return (total / count).cpu()
+
+    def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
+        top = max(cfg.eval_multiples)
+        windows = torch.from_numpy(self._windows(cfg, data_dir, "test", top * cfg.context + 1, cfg.eval_windows))
+        dataset = "longcrawl64" if cfg.dataset == "longcrawl64" else "python-stdlib-bytes"
+        split = "heldout" if cfg.dataset == "longcrawl64" else "test"
+        unit = "token" if cfg.dataset == "longcrawl64" else "byte"
+        n_tokens = windows.shape[0] * top * cfg.context
+        results, curves = [], {}
+        for variant, model in models.items():
+            device = next(model.parameters()).device
+            mc = model.cfg
+            details = {"train_context": cfg.context, "attention": mc.attention, "power": mc.power,
+                       "head_dim": mc.head_dim, "n_parameters": sum(p.numel() for p in model.parameters()),
+                       "state_dim_per_head": None if mc.attention == "softmax"
+                       else sympow_dim(mc.head_dim, mc.power) * (mc.head_dim + 1)}
+            for m in cfg.eval_multiples:
+                ctx = m * cfg.context
+                pos = self._position_loss(model, windows.to(device), ctx)
+                curves[(variant, m)] = pos
+                loss = float(pos.mean())
+                common = dict(dataset=dataset, split=split, n_samples=n_tokens, variant=variant,
+                              higher_is_better=False, details={**details, "eval_context": ctx})
+                results.append(Result(f"loss_nats_ctx{m}x", loss, **common))
+                results.append(Result(f"bits_per_{unit}_ctx{m}x", loss / math.log(2), **common))
+                if m > 1:
+                    results.append(Result(f"loss_nats_ctx{m}x_beyond_train", float(pos[cfg.context :].mean()), **common))
+            results.append(self._recurrent_check(model, windows[:2, : 2 * cfg.context].to(device), variant, dataset,
+                                                 split, details))
+            if cfg.sample_bytes and unit == "byte":
+                g = torch.Generator(device=device).manual_seed(seed)
+                prompt = windows[:1, :32].to(device)
+                text = model.generate(prompt, cfg.sample_bytes, temperature=0.8, generator=g)[0].tolist()
+                (out_dir / f"sample_{variant}.txt").write_bytes(bytes(text))
+        self._write_curves(out_dir, curves, cfg)
+        (out_dir / "claims.md").write_text(_claims_markdown(results, cfg))
+        return results
+
+    @staticmethod
+    def _recurrent_check(model, x, variant, dataset, split, details) -> Result:
+        """Max |logit difference| between the chunked/parallel forward and the recurrent `step` path."""
+        full = model(x)
+        caches = model.new_caches()
+        half = x.shape[1] // 2
+        inc = torch.cat([model.step(x[:, :half], caches)] + [model.step(x[:, i : i + 1], caches)
+                                                            for i in range(half, x.shape[1])], 1)
+        diff = float((full - inc).abs().max())
+        return Result("recurrent_vs_parallel_max_abs_logit_diff", diff, dataset, split, int(x.numel()),
+                      variant=variant, higher_is_better=False, details=details)
+
+    @staticmethod
+    def _write_curves(out_dir: Path, curves: dict, cfg: Config) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        top = max(cfg.eval_multiples)
+        with (out_dir / "loss_by_position.csv").open("w") as handle:
+            handle.write("variant,eval_multiple,position,loss_nats\n")
+            for (variant, m), pos in curves.items():
+                for i, v in enumerate(pos.tolist()):
+                    handle.write(f"{variant},{m},{i},{v:.6f}\n")
+        fig, axes = plt.subplots(1, len(cfg.eval_multiples), figsize=(5 * len(cfg.eval_multiples), 4), sharey=True)
+        axes = np.atleast_1d(axes)
+        win = max(1, cfg.context // 16)
+        for ax, m in zip(axes, cfg.eval_multiples):
+            for (variant, mm), pos in curves.items():
+                if mm != m:
+                    continue
+                smooth = np.convolve(pos.numpy(), np.ones(win) / win, mode="valid")
+                ax.plot(np.arange(len(smooth)) + win // 2, smooth, label=variant, linewidth=1)
+            ax.axvline(cfg.context, color="grey", linestyle="--", linewidth=0.8)
+            ax.set_title(f"eval context {m}x ({m * cfg.context}); train {cfg.context}")
+            ax.set_xlabel("position in context")
+        axes[0].set_ylabel(f"loss (nats), moving average {win}")
+        axes[-1].legend()
+        fig.suptitle(f"sympow: loss by position (trained at {cfg.context}, evaluated up to {top}x)")
+        fig.tight_layout()
+        fig.savefig(out_dir / "loss_by_position.png", dpi=100)
+        plt.close(fig)
+
+
+def _claims_markdown(results: list[Result], cfg: Config) -> str:
+    """Each published claim, and what these runs say about it (numbers quoted)."""
+    val = {(r.variant, r.metric): r.value for r in results}
+    variants = list(cfg.variants)
+    top = max(cfg.eval_multiples)
+
+    def get(v, metric):
+        return val.get((v, metric))
+
+    lines = ["# Published claims vs this run", "",
+             f"Trained at context {cfg.context}, evaluated at {', '.join(f'{m}x' for m in cfg.eval_multiples)}; "
+             "loss in nats per token (lower is better).", "",
+             "| variant | " + " | ".join(f"{m}x" for m in cfg.eval_multiples)
+             + (f" | {top}x beyond T |" if top > 1 else " |"),
+             "|---" * (len(cfg.eval_multiples) + 1 + (top > 1)) + "|"]
+    for v in variants:
+        cells = [f"{get(v, f'loss_nats_ctx{m}x'):.4f}" for m in cfg.eval_multiples]
+        if top > 1:
+            cells.append(f"{get(v, f'loss_nats_ctx{top}x_beyond_train'):.4f}")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+    def verdict(ok: bool | None) -> str:
+        return "cannot test here" if ok is None else ("supported" if ok else "contradicted")
+
+    soft = get("softmax", "loss_nats_ctx1x")
+    hi_p = [v for v in variants if v.startswith("sympow_p") and int(v.split("_p")[1]) >= 4]
+    claim1 = None
+    if soft is not None and hi_p:
+        claim1 = all(get(v, "loss_nats_ctx1x") <= soft + 0.01 for v in hi_p)
+    lines += ["1. *Sympow with p >= 4 matches or beats softmax attention of equal size at the training context.* "
+              f"Ours at 1x: softmax {soft}, " + ", ".join(f"{v} {get(v, 'loss_nats_ctx1x')}" for v in hi_p)
+              + f" (match = within 0.01 nats). Verdict at our scale: **{verdict(claim1)}**.", ""]
+    conf = [v for v in variants if v.startswith("conformal")]
+    plain = [v for v in variants if v.startswith("sympow")]
+    claim2 = None
+    if conf and plain and top > 1:
+        key = f"loss_nats_ctx{top}x"
+        claim2 = all(get(c, key) - get(c, "loss_nats_ctx1x") < min(get(p, key) - get(p, "loss_nats_ctx1x") for p in plain)
+                     for c in conf)
+    lines += ["2. *Conformal-sympow (data-dependent gating + rotary) stays robust when the evaluation context "
+              "grows beyond the training context, unlike plain sympow.* "
+              + (", ".join(f"{v}: {top}x minus 1x = {get(v, f'loss_nats_ctx{top}x') - get(v, 'loss_nats_ctx1x'):+.4f}"
+                           for v in conf + plain) if top > 1 else "")
+              + f". Verdict at our scale: **{verdict(claim2)}** (robust = smaller loss increase than every plain sympow).",
+              "", "3. *State size per head D(d+1), D = C(d+p-1, p)*: an identity of the construction, checked by "
+              "the tests (`sympow_dim`) and recorded per variant in the metrics details (`state_dim_per_head`).",
+              "", "The papers' scale (LongCrawl64, 64k-token documents, 124M+ parameter models, contexts of thousands "
+              "of tokens) is far beyond this profile: these verdicts are about our small byte-level setting only."]
+    return "\n".join(lines) + "\n"

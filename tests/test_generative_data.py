@@ -1,0 +1,192 @@
+"""Generative-paper data: CIFAR-10 binary fixture + md5-checked download, LongCrawl64 Zarr fixture,
+captioned shapes, photo patches split by photo, byte corpus split by file."""
+
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import tarfile
+import zlib
+
+import numpy as np
+import pytest
+
+from mmrepro.data import byte_corpus, captioned_shapes, cifar10, photo_patches
+from mmrepro.data.longcrawl64 import LongCrawl64, ZarrArray
+
+
+def _cifar_records(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+    images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    raw = np.concatenate([labels[:, None], images.reshape(n, -1)], 1).astype(np.uint8).tobytes()
+    return raw, images, labels
+
+
+def _cifar_archive(tmp_path, n_per_batch=3):
+    """A cifar-10-binary.tar.gz with the official member layout, small batches."""
+    buf = io.BytesIO()
+    expected = {}
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for i, name in enumerate(cifar10.TRAIN_FILES + cifar10.TEST_FILES + ("batches.meta.txt",)):
+            if name.endswith(".txt"):
+                data = "\n".join(cifar10.CLASSES).encode()
+            else:
+                data, images, labels = _cifar_records(n_per_batch, i)
+                expected[name] = (images, labels)
+            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path = tmp_path / "src" / cifar10.ARCHIVE
+    path.parent.mkdir()
+    path.write_bytes(buf.getvalue())
+    return path, expected
+
+
+def test_cifar10_binary_reader_on_fixture(tmp_path):
+    raw, images, labels = _cifar_records(5, 0)
+    # first record by hand: byte 0 the label, then 1024 R, 1024 G, 1024 B bytes, rows of 32
+    assert raw[0] == labels[0] and raw[1 + 1024 + 32 * 2 + 5] == images[0, 1, 2, 5]
+    (tmp_path / "b.bin").write_bytes(raw)
+    x, y = cifar10.read_batch(tmp_path / "b.bin")
+    assert x.shape == (5, 3, 32, 32) and x.dtype == np.uint8
+    np.testing.assert_array_equal(x, images)
+    np.testing.assert_array_equal(y, labels.astype(np.int64))
+    (tmp_path / "bad.bin").write_bytes(raw[:-1])
+    with pytest.raises(ValueError, match="3073-byte records"):
+        cifar10.read_batch(tmp_path / "bad.bin")
+
+
+def test_cifar10_download_checks_md5_and_unpacks(tmp_path):
+    archive, expected = _cifar_archive(tmp_path)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    root = tmp_path / "root"
+    with pytest.raises(OSError, match="md5"):
+        cifar10.download(root, url=archive.as_uri(), md5="0" * 32)
+    assert not (root / cifar10.ARCHIVE).exists()  # a bad file is removed, nothing unpacked
+    assert not (root / cifar10.FOLDER).exists()
+    folder = cifar10.download(root, url=archive.as_uri(), md5=md5)
+    x, _ = cifar10.read_split(folder, "train")
+    assert x.shape == (15, 3, 32, 32)
+    np.testing.assert_array_equal(x[:3], expected["data_batch_1.bin"][0])
+    _, yt = cifar10.read_split(folder, "test")
+    np.testing.assert_array_equal(yt, expected["test_batch.bin"][1].astype(np.int64))
+    assert cifar10.MD5 == "c32a1d4ab5d03f1284b67883e8d87530"
+
+
+def _write_zarr(path, array, chunks, compressor):
+    path.mkdir(parents=True)
+    meta = {"zarr_format": 2, "shape": list(array.shape), "chunks": list(chunks), "dtype": array.dtype.str,
+            "compressor": compressor, "fill_value": 0, "filters": None, "order": "C"}
+    (path / ".zarray").write_text(json.dumps(meta))
+    for i in range(-(-array.shape[0] // chunks[0])):
+        for j in range(-(-array.shape[1] // chunks[1])):
+            block = np.zeros(chunks, dtype=array.dtype)
+            part = array[i * chunks[0] : (i + 1) * chunks[0], j * chunks[1] : (j + 1) * chunks[1]]
+            block[: part.shape[0], : part.shape[1]] = part  # edge chunks are stored full-size
+            data = block.tobytes()
+            if compressor and compressor["id"] == "zlib":
+                data = zlib.compress(data)
+            elif compressor and compressor["id"] == "gzip":
+                data = gzip.compress(data)
+            if (i, j) != (0, 1):  # one chunk absent: reads as fill_value
+                (path / f"{i}.{j}").write_bytes(data)
+
+
+@pytest.mark.parametrize("compressor", [None, {"id": "zlib", "level": 1}, {"id": "gzip", "level": 1}])
+def test_longcrawl64_zarr_reader(tmp_path, compressor):
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 50304, size=(5, 40), dtype=np.uint16)
+    expected = tokens.copy()
+    expected[0:2, 16:32] = 0  # chunk (0, 1) missing
+    root = tmp_path / "lc64"
+    _write_zarr(root / "train.zarr", tokens, (2, 16), compressor)
+    _write_zarr(root / "heldout.zarr", tokens[:3], (2, 16), compressor)
+    arr = LongCrawl64(root).split("train")
+    assert arr.shape == (5, 40) and arr.dtype == np.uint16
+    np.testing.assert_array_equal(arr[:, :], expected)
+    np.testing.assert_array_equal(arr[1:4, 10:37], expected[1:4, 10:37])
+    assert arr[4, 39] == expected[4, 39]
+    batch = LongCrawl64.batch(arr, 2, 3, 8, 24)
+    assert batch.dtype == np.int64
+    np.testing.assert_array_equal(batch, expected[2:5, 8:32])
+    assert LongCrawl64(root).split("heldout").shape == (3, 40)
+    with pytest.raises(IndexError):
+        LongCrawl64.batch(arr, 0, 1, 30, 24)
+
+
+def test_zarr_rejects_other_formats(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / ".zarray").write_text(json.dumps({"zarr_format": 3, "shape": [1, 1], "chunks": [1, 1]}))
+    with pytest.raises(ValueError, match="zarr_format"):
+        ZarrArray(tmp_path / "a")
+
+
+def test_captioned_shapes_deterministic_and_coloured(tmp_path):
+    spec = captioned_shapes.ShapesSpec(image_size=32, noise_std=0.0)
+    captioned_shapes.write_dataset(tmp_path, {"train": 40, "test": 30}, spec, seed=3)
+    x, attrs, caps = captioned_shapes.read_split(tmp_path, "train")
+    assert x.shape == (40, 3, 32, 32) and len(caps) == 40
+    x2, _, caps2 = captioned_shapes.generate(40, spec, np.random.default_rng([3, 0]), pairs="seen")
+    np.testing.assert_array_equal(x, x2)
+    assert caps == caps2
+    for i in range(40):
+        words = caps[i].split()
+        assert words[1] == captioned_shapes.SIZES[attrs["size"][i]]
+        assert words[3] == captioned_shapes.SHAPES[attrs["shape"][i]]
+        rgb = captioned_shapes.COLOURS[words[2]]
+        fg = (np.abs(x[i].astype(int) - np.array(rgb)[:, None, None]).sum(0) == 0)
+        assert fg.sum() > 10  # the named colour is drawn
+        ys, xs = np.nonzero(fg)
+        assert (ys.mean() < 16) == (words[6] == "top") and (xs.mean() < 16) == (words[7] == "left")
+        assert not captioned_shapes.heldout_pair(attrs["shape"][i], attrs["colour"][i])  # train: seen pairs only
+    _, test_attrs, _ = captioned_shapes.read_split(tmp_path, "test")
+    held = [captioned_shapes.heldout_pair(s, c) for s, c in zip(test_attrs["shape"], test_attrs["colour"])]
+    assert any(held)
+    tok = captioned_shapes.CaptionTokenizer()
+    ids = tok.encode(caps[0], 8)
+    assert len(ids) == 8 and 0 not in ids and " ".join(tok.words[i] for i in ids) == caps[0]
+
+
+def test_photo_patches_split_by_photo(tmp_path):
+    split = {"train": ("astronaut",), "test": ("rocket",)}
+    sizes = photo_patches.write_dataset(tmp_path, 32, 16, split=split, max_per_photo=100)
+    _, src_tr = photo_patches.read_split(tmp_path, "train")
+    test, src_te = photo_patches.read_split(tmp_path, "test")
+    assert sizes == {"train": 100, "test": (427 // 32) * (640 // 32)}
+    assert set(src_tr) == {photo_patches.PHOTOS.index("astronaut")}
+    assert set(src_te) == {photo_patches.PHOTOS.index("rocket")}
+    rocket = photo_patches.load_photo("rocket")
+    np.testing.assert_array_equal(test[1], rocket[0:32, 32:64].transpose(2, 0, 1))
+    with pytest.raises(ValueError, match="both"):
+        photo_patches.write_dataset(tmp_path / "x", 32, 16, split={"train": ("rocket",), "test": ("rocket",)})
+
+
+def test_byte_corpus_whole_documents_split_by_file(tmp_path):
+    root = tmp_path / "lib"
+    for i in range(30):
+        (root / f"pkg{i % 3}").mkdir(parents=True, exist_ok=True)
+        (root / f"pkg{i % 3}" / f"m{i}.py").write_text(f"# module {i}\n" + "x = 1\n" * (i + 1))
+    (root / "test").mkdir()
+    (root / "test" / "big.py").write_text("excluded\n")
+    out = tmp_path / "out"
+    stats = byte_corpus.write_dataset(out, seed=0, fractions=(0.2, 0.2), root=root)
+    assert sum(s["documents"] for s in stats.values()) == 30
+    docs = set()
+    for split in ("train", "val", "test"):
+        data, offsets = byte_corpus.read_split(out, split)
+        assert offsets[-1] == len(data)
+        for a, b in itertools.pairwise(offsets):
+            text = bytes(data[a:b]).decode()
+            assert text.startswith("# module ") and text.endswith("x = 1\n")  # whole files
+            docs.add(text.split("\n")[0])
+    assert len(docs) == 30
+    data, offsets = byte_corpus.read_split(out, "train")
+    w = byte_corpus.sample_windows(data, offsets, 20, 50, np.random.default_rng(0))
+    assert w.shape == (50, 20)
+    text = [bytes(r.astype(np.uint8)).decode() for r in w]
+    whole = bytes(data).decode()
+    assert all(t in whole for t in text)
+    ev = byte_corpus.document_windows(data, offsets, 20, 3)
+    assert bytes(ev[0].astype(np.uint8)) == bytes(data[offsets[np.argmax(np.diff(offsets) >= 20)]:][:20])

@@ -1,0 +1,118 @@
+"""Symmetric power attention: the linear forms equal the quadratic one; the model's recurrent
+generation path equals its chunked training path."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmrepro.models.sympow import (
+    SymPowConfig,
+    SymPowTransformer,
+    sympow_attention_chunked,
+    sympow_attention_quadratic,
+    sympow_attention_recurrent,
+    sympow_dim,
+    sympow_embedding,
+)
+
+
+@pytest.mark.parametrize("d,p,expected", [(8, 2, 36), (8, 4, 330), (16, 4, 3876), (64, 2, 2080)])
+def test_embedding_dimension_is_binomial(d, p, expected):
+    assert sympow_dim(d, p) == expected == math.comb(d + p - 1, p)
+    assert sympow_embedding(torch.randn(3, d), p).shape == (3, expected)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4])
+def test_embedding_inner_product_is_power_of_dot(p):
+    g = torch.Generator().manual_seed(p)
+    q, k = torch.randn(50, 6, generator=g, dtype=torch.float64), torch.randn(50, 6, generator=g, dtype=torch.float64)
+    lhs = (sympow_embedding(q, p) * sympow_embedding(k, p)).sum(-1)
+    torch.testing.assert_close(lhs, (q * k).sum(-1) ** p, rtol=1e-10, atol=1e-10)
+
+
+def _qkv(t, d=6, dv=5, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 3, t, n, generator=g, dtype=dtype) for n in (d, d, dv))
+    log_gate = F.logsigmoid(torch.randn(2, 3, t, generator=g, dtype=dtype) + 2.0)
+    return q, k, v, log_gate
+
+
+@pytest.mark.parametrize("p", [2, 4])
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("chunk", [1, 8, 16, 64])
+def test_chunked_equals_quadratic(p, gated, chunk):
+    q, k, v, lg = _qkv(37)
+    lg = lg if gated else None
+    ref = sympow_attention_quadratic(q, k, v, p, lg)
+    torch.testing.assert_close(sympow_attention_chunked(q, k, v, p, chunk, lg), ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("p", [2, 4])
+@pytest.mark.parametrize("gated", [False, True])
+def test_recurrent_equals_quadratic_and_resumes_from_state(p, gated):
+    q, k, v, lg = _qkv(23, seed=1)
+    lg = lg if gated else None
+    ref = sympow_attention_quadratic(q, k, v, p, lg)
+    y, _ = sympow_attention_recurrent(q, k, v, p, lg)
+    torch.testing.assert_close(y, ref, rtol=1e-9, atol=1e-9)
+    y1, state = sympow_attention_recurrent(q[:, :, :10], k[:, :, :10], v[:, :, :10], p, None if lg is None else lg[..., :10])
+    y2, _ = sympow_attention_recurrent(q[:, :, 10:], k[:, :, 10:], v[:, :, 10:], p, None if lg is None else lg[..., 10:], state)
+    torch.testing.assert_close(torch.cat([y1, y2], 2), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_quadratic_form_is_normalised_power_attention():
+    q, k, v, _ = _qkv(5, seed=2)
+    a = torch.einsum("bhid,bhjd->bhij", q, k) ** 2
+    a = a * torch.ones(5, 5, dtype=torch.float64).tril()
+    torch.testing.assert_close(sympow_attention_quadratic(q, k, v, 2), (a @ v) / (a.sum(-1, keepdim=True) + 1e-6))
+
+
+def test_float32_chunked_close_to_float64_reference():
+    q, k, v, lg = _qkv(256, d=8, dv=8, seed=3, dtype=torch.float32)
+    q, k = F.layer_norm(q, (8,)) / 8**0.5, F.layer_norm(k, (8,))
+    ref = sympow_attention_quadratic(q.double(), k.double(), v.double(), 4, lg.double())
+    got = sympow_attention_chunked(q, k, v, 4, 64, lg)
+    assert (got.double() - ref).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("attention", ["softmax", "sympow", "conformal"])
+def test_model_step_equals_forward(attention):
+    torch.manual_seed(0)
+    cfg = SymPowConfig(attention=attention, d_model=32, n_head=4, n_layer=2, power=4, chunk_size=16)
+    model = SymPowTransformer(cfg).double().eval()
+    idx = torch.randint(0, 256, (2, 45))
+    with torch.no_grad():
+        full = model(idx)
+        caches = model.new_caches()
+        parts = [model.step(idx[:, :20], caches), model.step(idx[:, 20:21], caches), model.step(idx[:, 21:], caches)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-8, atol=1e-8)
+
+
+def test_equal_size_and_conformal_extras():
+    sizes = {a: sum(p.numel() for p in SymPowTransformer(SymPowConfig(attention=a, d_model=64, n_head=8)).parameters())
+             for a in ("softmax", "sympow", "conformal")}
+    assert sizes["softmax"] == sizes["sympow"]
+    # conformal adds per layer a gate (64*8 + 8) and a rotary-rate projection (64*32 + 32)
+    assert sizes["conformal"] - sizes["sympow"] == 2 * (64 * 8 + 8 + 64 * 32 + 32)
+
+
+def test_conformal_init_is_standard_rope_with_gates():
+    torch.manual_seed(0)
+    conf = SymPowTransformer(SymPowConfig(attention="conformal", d_model=32, n_head=4, gate_horizons=(1e9,)))
+    plain = SymPowTransformer(SymPowConfig(attention="sympow", d_model=32, n_head=4))
+    state = {k: v for k, v in conf.state_dict().items() if k in plain.state_dict()}
+    plain.load_state_dict(state)
+    idx = torch.randint(0, 256, (1, 30))
+    with torch.no_grad():  # gates ~1 and rotary rates == RoPE at init: the two models agree
+        torch.testing.assert_close(conf(idx), plain(idx), rtol=1e-4, atol=1e-4)
+
+
+def test_bad_config_raises():
+    with pytest.raises(ValueError):
+        SymPowConfig(power=3)
+    with pytest.raises(ValueError):
+        SymPowConfig(attention="linear")
+    with pytest.raises(ValueError):
+        SymPowConfig(d_model=30, n_head=4)

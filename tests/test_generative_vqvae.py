@@ -1,0 +1,110 @@
+"""VQ-VAE, code prior and classifier: shapes, straight-through gradients, EMA codebook, loss terms."""
+
+import pytest
+import torch
+
+from mmrepro.models.attribute_classifier import AttributeClassifier
+from mmrepro.models.code_prior import CodePrior, CodePriorConfig
+from mmrepro.models.vqvae import VQVAE, VQVAEConfig
+
+
+def _small(**kw):
+    return VQVAEConfig(hidden=16, res_hidden=8, codebook_size=8, code_dim=4, **kw)
+
+
+def test_shapes_and_loss_terms():
+    torch.manual_seed(0)
+    model = VQVAE(_small())
+    x = torch.rand(3, 3, 16, 16)
+    out = model(x)
+    assert out["recon"].shape == x.shape and out["indices"].shape == (3, 4, 4)
+    expected = out["recon_loss"] + out["codebook_loss"] + 0.25 * out["commit_loss"]
+    torch.testing.assert_close(out["loss"], expected)
+    # codebook and commitment terms are the same number (different gradients): ||z_e - e||^2
+    torch.testing.assert_close(out["codebook_loss"], out["commit_loss"])
+    torch.testing.assert_close(model.decode(model.encode(x)), out["recon"])
+    with pytest.raises(ValueError):
+        model(torch.rand(1, 3, 15, 16))
+
+
+def test_straight_through_gradient_reaches_encoder_and_codebook():
+    torch.manual_seed(0)
+    model = VQVAE(_small())
+    model(torch.rand(2, 3, 8, 8))["recon_loss"].backward()
+    assert model.encoder[0].weight.grad.abs().sum() > 0  # through the quantiser
+    assert model.quantizer.codebook.grad is None or model.quantizer.codebook.grad.abs().sum() == 0
+    model.zero_grad()
+    model(torch.rand(2, 3, 8, 8))["loss"].backward()
+    assert model.quantizer.codebook.grad.abs().sum() > 0  # via the codebook term
+
+
+def test_ema_codebook_moves_to_assigned_means():
+    torch.manual_seed(0)
+    model = VQVAE(_small(ema=True, ema_decay=0.5, data_init=False))
+    assert not model.quantizer.codebook.requires_grad
+    z = torch.randn(1, 4, 2, 2)
+    before = model.quantizer.codebook.detach().clone()
+    model.train()
+    _, idx, cb_loss, _ = model.quantizer(z)
+    assert cb_loss.item() == 0.0
+    used = idx.flatten().unique()
+    assert not torch.allclose(model.quantizer.codebook[used], before[used])
+    unused = torch.tensor([k for k in range(8) if k not in used.tolist()])
+    torch.testing.assert_close(model.quantizer.codebook[unused], before[unused], rtol=1e-3, atol=1e-6)
+
+
+def test_data_init_and_dead_code_restart():
+    torch.manual_seed(0)
+    model = VQVAE(_small(ema=True, restart_below=0.5))
+    z = torch.randn(2, 4, 3, 3) * 5
+    model.train()
+    model.quantizer(z)
+    rows = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    # after the first training batch every code is one of the batch's encoder outputs (or their EMA mix)
+    first = model.quantizer.codebook.detach().clone()
+    assert (torch.cdist(first, rows).min(1).values < 5).all()
+    # a code whose EMA size decays below the threshold is re-seeded from the batch
+    model.quantizer.ema_size[0] = 0.0
+    model.quantizer.codebook.data[0] = 1e6
+    model.quantizer(z)
+    assert model.quantizer.codebook[0].abs().max() < 100
+    model.eval()
+    before = model.quantizer.codebook.detach().clone()
+    model.quantizer(z * 3)
+    torch.testing.assert_close(model.quantizer.codebook, before)  # no updates in eval mode
+
+
+def test_paper_cifar10_config_latents():
+    cfg = VQVAEConfig.paper_cifar10()
+    assert (cfg.hidden, cfg.codebook_size, cfg.beta) == (256, 512, 0.25)
+    assert VQVAE(cfg).latent_shape(32, 32) == (8, 8)  # 32x32 -> 8x8 as in section 4.1
+    with pytest.raises(ValueError):
+        VQVAEConfig(beta=-1)
+
+
+def test_code_prior_is_causal_over_codes_and_samples_valid_codes():
+    torch.manual_seed(0)
+    prior = CodePrior(CodePriorConfig(text_vocab=10, text_len=3, codebook_size=7, n_codes=5, d_model=16,
+                                      n_layer=1, n_head=2)).eval()
+    text = torch.randint(1, 10, (2, 3))
+    codes = torch.randint(0, 7, (2, 5))
+    logits = prior(text, codes)
+    assert logits.shape == (2, 5, 7)
+    changed = codes.clone()
+    changed[:, 3] = (changed[:, 3] + 1) % 7
+    other = prior(text, changed)
+    torch.testing.assert_close(other[:, :4], logits[:, :4])  # position i sees codes < i only
+    assert not torch.allclose(other[:, 4], logits[:, 4])
+    text2 = text.clone()
+    text2[:, 0] = (text2[:, 0] % 9) + 1
+    assert not torch.allclose(prior(text2, codes)[:, 0], logits[:, 0])  # conditioned on the caption
+    s = prior.sample(text, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (2, 5) and int(s.min()) >= 0 and int(s.max()) < 7
+
+
+def test_attribute_classifier_heads():
+    clf = AttributeClassifier({"shape": 4, "colour": 6})
+    out = clf(torch.rand(2, 3, 32, 32))
+    assert out["shape"].shape == (2, 4) and out["colour"].shape == (2, 6)
+    with pytest.raises(ValueError):
+        AttributeClassifier({"shape": 1})
