@@ -9,7 +9,7 @@ import torch
 
 from mmrepro.config import load_params, paper_config
 from mmrepro.papers import get_paper
-from mmrepro.papers._speech import length_buckets, pad_targets
+from mmrepro.papers.common.speech import length_buckets, pad_targets
 
 torch.set_num_threads(1)
 needs_tts = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
@@ -83,6 +83,13 @@ def test_paper_prepare_train_step_evaluate(tmp_path, name):
         assert len(hyp) == 3 and {"ref", "hyp", "sub", "del", "ins"} <= set(hyp[0])
     assert "| dataset | Snt | Wrd | Corr | Sub | Del | Ins | Err | S.Err |" in (out / "RESULTS.md").read_text()
     if name == "fast_conformer":
-        g = rows[("main", "encoder_gmacs_ratio", "encoder-flops", "L-size-30s")]
-        assert abs(g.value / 2.94 - 1) < 0.10
-        assert abs(g.details["conformer_l_gmacs"] / 143.2 - 1) < 0.10
+        g = {r.variant: r for r in results if r.metric in ("gmacs_ratio", "encoder_gmacs")}
+        assert abs(g["conformer_l/fast_conformer_l"].value / 2.94 - 1) < 0.10
+        assert abs(g["conformer_l"].value / 143.2 - 1) < 0.10 and abs(g["fast_conformer_l"].value / 48.7 - 1) < 0.10
+        # the rows pair with the published entries as comparable (same metric, variant, dataset, split)
+        from mmrepro.report.references import load_references
+
+        refs = {(e.metric, e.variant): e for e in load_references("fast_conformer").entries}
+        for r in g.values():
+            e = refs[(r.metric, r.variant)]
+            assert (e.dataset, e.split, e.scale) == (r.dataset, r.split, r.scale)

@@ -6,7 +6,7 @@ profile (LibriSpeech 960 h, 1k word pieces; published Table 2 WERs in `reference
 and a "tiny" size in smoke/cpu that keeps every part of the architecture (4x conv2d subsampling,
 macaron FFNs, relative-position MHSA, conv module with depthwise kernel 32, final LayerNorm) at a
 width and depth that trains on 2 CPU cores (`tts-speech`, character tokens). Shared logic:
-`mmrepro.papers._speech`.
+`mmrepro.papers.common.speech`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import nn
 
 from mmrepro.models.conformer import ConformerConfig, ConformerEncoder
-from mmrepro.papers._speech import SpeechConfig, SpeechPaper
+from mmrepro.papers.common.speech import SpeechConfig, SpeechPaper
 
 
 class Conformer(SpeechPaper):
