@@ -4,6 +4,8 @@ Schema of `references/<paper>.yaml`:
     short: "Gulati et al. 2020"      # how the table names the source
     citation: "Authors, Title, Venue Year (arXiv id)"
     note: "optional: why there is nothing to compare against, or how the entries were sourced"
+    claims:                        # optional: claims the paper makes without table values (plots);
+      - "..."                      # listed under the report's notes, once, not on every row
     entries:                       # may be empty
       - metric: wer                # must equal the `metric` of our Result to be paired with it
         value: 2.1
@@ -43,6 +45,7 @@ class References(BaseModel):
     short: str = Field(min_length=1)
     citation: str = Field(min_length=1)
     note: str | None = None
+    claims: list[str] = Field(default_factory=list)
     entries: list[PublishedEntry] = Field(default_factory=list)
 
 

@@ -29,6 +29,7 @@ def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, P
         rows += compare(name, metrics, refs)
         notes.append(f"{name}: {metrics['title']} — our data: {metrics['dataset']} {metrics['splits']}; "
                      f"published: {refs.citation}" + (f" ({refs.note})" if refs.note else ""))
+        notes += [f"{name}: published claim (no table value): {claim}" for claim in refs.claims]
     env = environment()
     block = environment_block(env, params.profile, params.seeds, tracking_uri())
     paths = write_reports(rows, block, notes, out_dir)
