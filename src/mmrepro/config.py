@@ -35,7 +35,8 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     profile: Profile
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1, description="training seeds; one MLflow run each")
+    data_seed: int = Field(ge=0, description="seed of data generation and splits")
     mlflow: MlflowParams
     papers: dict[str, dict[str, dict[str, Any]]] = Field(min_length=1)
 

@@ -61,7 +61,7 @@ class Result:
     """
 
     metric: str
-    value: float
+    value: float | None  # None = could not be measured here; details["unavailable"] says why
     dataset: str
     split: str
     n_samples: int

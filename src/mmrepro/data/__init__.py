@@ -1,0 +1,1 @@
+"""Dataset adapters: synthetic generators and readers of real on-disk formats."""

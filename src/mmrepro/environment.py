@@ -1,0 +1,72 @@
+"""What produced a number: git state, interpreter, package versions, device. Recorded in every
+metric file, every MLflow run and above the comparison table."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+PACKAGES = ("torch", "torchvision", "dvc", "mlflow", "pandas", "numpy", "pycocoevalcap", "jiwer")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_state() -> dict[str, str | bool]:
+    sha = _git("rev-parse", "HEAD")
+    # dvc.lock changes while a pipeline runs, so it does not make the code dirty.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock")
+    return {"git_sha": sha or "unknown", "git_dirty": bool(status) if status is not None else True}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def device_name(device: torch.device | None = None) -> str:
+    device = device or pick_device()
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def environment() -> dict:
+    return {
+        **git_state(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else "none (CPU run)",
+        "device": device_name(),
+        "packages": package_versions(),
+    }
+
+
+def fingerprint_dir(path: Path) -> str:
+    """sha256 over the relative paths and contents of every file under `path`."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Metrics shared by the papers: captions (pycocoevalcap), counting, WER, retrieval, reconstruction."""

@@ -1,0 +1,213 @@
+"""The bodies of the per-paper DVC stages: prepare, train, evaluate.
+
+Paths (all relative to the repo root, which is DVC's working directory):
+    data/<paper>/                 prepare: the prepared dataset + info.json
+    artifacts/<paper>/            train: seed<k>/<variant>.pt (state dicts), runs.json (MLflow run ids)
+    checkpoints/<paper>/          train: per-epoch checkpoints for resume (persisted across runs)
+    reports/plots/<paper>/        train: loss and validation curves (CSV, DVC plots)
+    reports/eval/<paper>/         evaluate: predictions, per-example scores, images (seed<k>/)
+    reports/metrics/<paper>.json  evaluate: the paper's results, aggregated over seeds
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import torch
+
+from mmrepro.config import Params, paper_config
+from mmrepro.environment import environment, fingerprint_dir, pick_device
+from mmrepro.fileio import atomic_dir, write_json_atomic
+from mmrepro.papers import get_paper
+from mmrepro.papers.base import DataInfo, Result
+from mmrepro.tracking import MetricBuffer, log_params, metric_key, open_run, run_tags, tracking_uri
+from mmrepro.train import seed_everything, train_variant
+
+
+def data_dir(name: str) -> Path:
+    return Path("data") / name
+
+
+def artifacts_dir(name: str) -> Path:
+    return Path("artifacts") / name
+
+
+def read_info(name: str) -> dict:
+    path = data_dir(name) / "info.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run the prepare stage first (dvc repro prepare@{name})")
+    return json.loads(path.read_text())
+
+
+def prepare(params: Params, name: str) -> DataInfo:
+    paper, cfg = get_paper(name), paper_config(params, name)
+    with atomic_dir(data_dir(name)) as tmp:
+        seed_everything(params.data_seed)
+        info = paper.prepare(cfg, tmp, params.data_seed)
+        record = {**asdict(info), "paper": name, "profile": params.profile, "data_seed": params.data_seed}
+        record["fingerprint"] = fingerprint_dir(tmp)  # of the data files, before info.json exists
+        write_json_atomic(tmp / "info.json", record)
+    print(f"[{name}] prepared {info.dataset}: {info.splits} -> {data_dir(name)}")
+    return info
+
+
+def _write_curves(plots: Path, variant: str, seed: int, history) -> None:
+    with (plots / f"train_loss_{variant}_seed{seed}.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "loss"])
+        writer.writerows(history.losses)
+    if history.validation:
+        keys = list(history.validation[0])
+        with (plots / f"val_{variant}_seed{seed}.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history.validation)
+
+
+def _curve_png(path: Path, title: str, histories: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for variant, history in histories.items():
+        if history.losses:
+            steps, losses = zip(*history.losses, strict=True)
+            ax.plot(steps, losses, label=f"{variant} train loss", linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(params: Params, name: str) -> dict[int, str]:
+    """Train every variant for every seed; returns {seed: MLflow run id}."""
+    paper, cfg = get_paper(name), paper_config(params, name)
+    info = read_info(name)
+    device = pick_device()
+    runs: dict[int, str] = {}
+    with atomic_dir(artifacts_dir(name)) as out, atomic_dir(Path("reports/plots") / name) as plots:
+        for seed in params.seeds:
+            ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
+            run_id_file = ckpt_dir / "mlflow_run_id"
+            # A crashed run is continued (same run id) when its checkpoints are resumed.
+            previous = run_id_file.read_text().strip() if run_id_file.is_file() else None
+            run_name = f"{name}-{params.profile}-seed{seed}"
+            tags = run_tags("train", {"paper": name, "profile": params.profile, "seed": str(seed),
+                                      "data_fingerprint": info["fingerprint"], "dataset": info["dataset"]})
+            with ExitStack() as stack:
+                try:
+                    run = stack.enter_context(open_run(params.mlflow.experiment, run_name, previous, tags))
+                except mlflow.exceptions.MlflowException:  # that run is not in this store: start a new one
+                    run = stack.enter_context(open_run(params.mlflow.experiment, run_name, None, tags))
+                run_id = run.info.run_id
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+                run_id_file.write_text(run_id)
+                if previous != run_id:
+                    log_params({"paper": name, "profile": params.profile, "seed": seed,
+                                "data_seed": params.data_seed, "variants": ",".join(paper.variants(cfg)),
+                                "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")})
+                buffer = MetricBuffer(run_id)
+                histories = {}
+                for variant in paper.variants(cfg):
+                    model, history = train_variant(
+                        paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt",
+                        info["fingerprint"], metrics=buffer, device=device,
+                    )
+                    buffer.flush()
+                    histories[variant] = history
+                    (out / f"seed{seed}").mkdir(exist_ok=True)
+                    weights = out / f"seed{seed}" / f"{variant}.pt"
+                    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+                    mlflow.log_artifact(str(weights), artifact_path="model")
+                    _write_curves(plots, variant, seed, history)
+                    n_params = sum(p.numel() for p in model.parameters())
+                    mlflow.log_metric(metric_key(variant if variant != "main" else "", "n_parameters"), n_params)
+                png = plots / f"curves_seed{seed}.png"
+                _curve_png(png, f"{name} ({params.profile}, seed {seed})", histories)
+                mlflow.log_artifact(str(png), artifact_path="plots")
+                runs[seed] = run_id
+        write_json_atomic(out / "runs.json", {"tracking_uri": tracking_uri(), "runs": {str(k): v for k, v in runs.items()}})
+    return runs
+
+
+def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
+    """One row per (variant, metric, dataset, split): mean, sample std and the per-seed values."""
+    groups: dict[tuple, list[tuple[int, Result]]] = {}
+    for seed, results in per_seed.items():
+        for r in results:
+            groups.setdefault((r.variant, r.metric, r.dataset, r.split), []).append((seed, r))
+    rows = []
+    for (variant, metric, dataset, split), items in groups.items():
+        values = [r.value for _, r in items]
+        measured = all(v is not None for v in values)
+        first = items[0][1]
+        rows.append({
+            "variant": variant, "metric": metric, "dataset": dataset, "split": split,
+            "value": statistics.fmean(values) if measured else None,
+            "std": statistics.stdev(values) if measured and len(values) > 1 else None,
+            "n_seeds": len(values), "per_seed": {str(s): r.value for s, r in items},
+            "n_samples": first.n_samples, "scale": first.scale,
+            "higher_is_better": first.higher_is_better, "details": first.details,
+        })
+    return rows
+
+
+def evaluate(params: Params, name: str) -> dict:
+    paper, cfg = get_paper(name), paper_config(params, name)
+    info = read_info(name)
+    runs = json.loads((artifacts_dir(name) / "runs.json").read_text())["runs"]
+    device = pick_device()
+    per_seed: dict[int, list[Result]] = {}
+    metrics_path = Path("reports/metrics") / f"{name}.json"
+    with atomic_dir(Path("reports/eval") / name) as out:
+        for seed in params.seeds:
+            seed_everything(seed)
+            models = {}
+            for variant in paper.variants(cfg):
+                model = paper.build_model(cfg, data_dir(name), variant)
+                state = torch.load(artifacts_dir(name) / f"seed{seed}" / f"{variant}.pt", map_location="cpu",
+                                   weights_only=True)
+                model.load_state_dict(state)
+                models[variant] = model.to(device).eval()
+            seed_out = out / f"seed{seed}"
+            seed_out.mkdir()
+            with torch.no_grad():
+                results = paper.evaluate(models, cfg, data_dir(name), seed_out, seed)
+            per_seed[seed] = results
+            with open_run(params.mlflow.experiment, run_id=runs[str(seed)],
+                          tags={"dvc_stage": "train+evaluate"}):
+                mlflow.log_metrics({
+                    metric_key("test", r.variant if r.variant != "main" else "", r.dataset, r.split, r.metric): r.value
+                    for r in results if r.value is not None
+                })
+                mlflow.log_artifacts(str(seed_out), artifact_path="evaluation")
+        env = environment()
+        rows = _aggregate(per_seed)
+        record = {
+            "paper": name, "title": paper.title, "profile": params.profile, "seeds": params.seeds,
+            "dataset": info["dataset"], "splits": info["splits"], "data_fingerprint": info["fingerprint"],
+            **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
+            "mlflow_runs": runs,
+            # flat view for `dvc metrics show`
+            "summary": {metric_key(r["variant"] if r["variant"] != "main" else "", r["dataset"], r["split"], r["metric"])
+                        .replace("/", "."): round(r["value"], 4) for r in rows if r["value"] is not None},
+            "results": rows,
+        }
+        write_json_atomic(out / "metrics.json", record)
+    write_json_atomic(metrics_path, record)
+    for seed in params.seeds:
+        with open_run(params.mlflow.experiment, run_id=runs[str(seed)]):
+            mlflow.log_artifact(str(metrics_path), artifact_path="metrics")
+    return record

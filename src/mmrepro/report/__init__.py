@@ -1,0 +1,1 @@
+"""The comparison report: our numbers beside the published ones."""

@@ -1,0 +1,41 @@
+"""The `report` stage: every paper's metrics + references -> reports/comparison.{csv,md,html},
+logged to MLflow as the artifacts of a report run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+
+from mmrepro.config import Params
+from mmrepro.environment import environment
+from mmrepro.report.comparison import compare
+from mmrepro.report.references import load_references
+from mmrepro.report.render import environment_block, write_reports
+from mmrepro.tracking import open_run, run_tags, tracking_uri
+
+
+def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, Path]:
+    rows, notes = [], []
+    for name in params.papers:
+        path = Path("reports/metrics") / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: run `dvc repro evaluate@{name}` first")
+        metrics = json.loads(path.read_text())
+        if metrics["profile"] != params.profile:
+            raise ValueError(f"{path} is from profile {metrics['profile']!r}, params say {params.profile!r}")
+        refs = load_references(name)
+        rows += compare(name, metrics, refs)
+        notes.append(f"{name}: {metrics['title']} — our data: {metrics['dataset']} {metrics['splits']}; "
+                     f"published: {refs.citation}" + (f" ({refs.note})" if refs.note else ""))
+    env = environment()
+    block = environment_block(env, params.profile, params.seeds, tracking_uri())
+    paths = write_reports(rows, block, notes, out_dir)
+    with open_run(params.mlflow.experiment, run_name=f"report-{params.profile}",
+                  tags=run_tags("report", {"profile": params.profile})):
+        for path in paths.values():
+            mlflow.log_artifact(str(path), artifact_path="report")
+        mlflow.log_param("papers", ",".join(params.papers))
+    print(f"wrote {', '.join(str(p) for p in paths.values())} ({len(rows)} rows)")
+    return paths

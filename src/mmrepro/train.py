@@ -1,0 +1,175 @@
+"""The one training loop every paper uses.
+
+Seeds python/numpy/torch, runs on CUDA when present (bf16 autocast there) else CPU, shows tqdm
+progress, logs per-step loss and per-epoch validation metrics to MLflow, and checkpoints every epoch.
+A checkpoint resumes training only when it was written for the same config fingerprint (paper,
+variant, seed, resolved config, data); anything else starts from scratch. Each epoch reseeds from
+(seed, epoch), so a resumed run follows the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmrepro.papers.base import Paper, TrainConfig
+from mmrepro.tracking import MetricBuffer, metric_key
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch, device: torch.device):
+    """Move every tensor inside nested dicts/lists/tuples to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def config_fingerprint(paper: str, variant: str, seed: int, cfg: TrainConfig, data_fingerprint: str) -> str:
+    blob = json.dumps(
+        {"paper": paper, "variant": variant, "seed": seed, "cfg": cfg.model_dump(mode="json"), "data": data_fingerprint},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def lr_lambda(warmup: int, total: int | None):
+    """Linear warm-up, then cosine decay to zero over `total` steps (constant when total is unknown)."""
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if not total or total <= warmup:
+            return 1.0
+        progress = min(1.0, (step - warmup) / (total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@dataclass
+class TrainHistory:
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (global step, loss)
+    validation: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch, with "epoch", "step"
+    resumed_from_epoch: int = 0
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_variant(
+    paper: Paper,
+    cfg: TrainConfig,
+    data_dir: Path,
+    variant: str,
+    seed: int,
+    checkpoint_path: Path,
+    data_fingerprint: str,
+    metrics: MetricBuffer | None = None,
+    device: torch.device | None = None,
+) -> tuple[torch.nn.Module, TrainHistory]:
+    """Train one variant of `paper` to completion (resuming from `checkpoint_path` if it matches)."""
+    device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    seed_everything(seed)
+    model = paper.build_model(cfg, data_dir, variant).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = paper.steps_per_epoch(cfg, data_dir, variant)
+    if steps is not None and cfg.max_steps_per_epoch is not None:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    total = steps * cfg.epochs if steps else None
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total))
+    fingerprint = config_fingerprint(paper.name, variant, seed, cfg, data_fingerprint)
+    history = TrainHistory()
+    start_epoch, step = 0, 0
+
+    if checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            history.losses = [(int(s), float(v)) for s, v in state["losses"].tolist()]
+            history.validation = json.loads(state["validation"])
+            history.resumed_from_epoch = start_epoch
+            print(f"[{paper.name}/{variant}] resuming from epoch {start_epoch} ({checkpoint_path})")
+        else:
+            print(f"[{paper.name}/{variant}] checkpoint {checkpoint_path} is for another config; starting fresh")
+
+    use_bf16 = device.type == "cuda"
+    prefix = "" if variant == "main" else variant
+    for epoch in range(start_epoch, cfg.epochs):
+        torch.manual_seed(seed * 100_003 + epoch)
+        model.train()
+        batches = paper.train_batches(cfg, data_dir, variant, epoch, seed)
+        bar = tqdm(batches, total=steps, desc=f"{paper.name}/{variant} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        for i, batch in enumerate(bar):
+            if cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch:
+                break
+            batch = to_device(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = paper.training_step(model, batch, variant)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{paper.name}/{variant}: loss is {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            value = float(loss.detach())
+            history.losses.append((step, value))
+            if metrics is not None:
+                metrics.log(metric_key(prefix, "train_loss"), value, step)
+            bar.set_postfix(loss=f"{value:.4f}")
+            step += 1
+        bar.close()
+
+        model.eval()
+        with torch.no_grad():
+            val = paper.validate(model, cfg, data_dir, variant)
+        history.validation.append({"epoch": epoch + 1, "step": step, **val})
+        if metrics is not None:
+            for key, value in val.items():
+                metrics.log(metric_key(prefix, "val", key), value, epoch + 1)
+            metrics.flush()
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in val.items())
+        last = history.losses[-1][1] if history.losses else float("nan")
+        print(f"[{paper.name}/{variant}] epoch {epoch + 1}/{cfg.epochs} loss={last:.4f} {shown}", flush=True)
+        _save_checkpoint(
+            checkpoint_path,
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch + 1,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "losses": torch.tensor(history.losses, dtype=torch.float64).reshape(-1, 2),
+                "validation": json.dumps(history.validation),
+            },
+        )
+    model.eval()
+    return model, history
