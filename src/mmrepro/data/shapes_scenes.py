@@ -191,7 +191,7 @@ def scene_captions(objs: list[SceneObject], rng: np.random.Generator, n_refs: in
             f"{a} , {b} and {c}",
             f"there is {a} {rel1} {b} {rel2} {c}",
             f"{c} {inv2} {b} {inv1} {a}",
-            f"three shapes : {a} , {b} and {c}",
+            f"three shapes , {a} , {b} and {c}",
             f"{syn[0]} {rel1} {syn[1]} {rel2} {syn[2]}",
             f"an image with {a} , {b} and {c}",
         ]

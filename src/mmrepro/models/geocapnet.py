@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrepro.data.vocab import BOS, EOS, PAD
+from mmrepro.data.caption_vocab import BOS, EOS, PAD
 from mmrepro.models.beam_search import beam_search, greedy_search
 from mmrepro.models.image_encoder import ImageEncoder, ImageEncoderConfig
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from mmrepro.data.vocab import PAD
+from mmrepro.data.caption_vocab import PAD
 from mmrepro.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
 CELLS = ("relu", "gru")
