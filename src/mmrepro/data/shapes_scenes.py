@@ -127,7 +127,7 @@ def render_scene(objs: list[SceneObject], cfg: ShapesScenesConfig, rng: np.rando
     img = np.zeros((s, s, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
     for o in objs:
-        half = cell * (0.45 if o.size == "large" else 0.25)
+        half = cell * (0.45 if o.size == "large" else 0.3)
         slack = max(0, min(cfg.jitter, int(cell / 2 - half)))
         dy, dx = rng.integers(-slack, slack + 1, size=2) if slack else (0, 0)
         cy, cx = (o.row + 0.5) * cell + dy, (o.col + 0.5) * cell + dx

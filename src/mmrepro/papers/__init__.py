@@ -14,6 +14,9 @@ from mmrepro.papers.base import Paper
 
 REGISTRY: dict[str, str] = {
     "starcapnet": "mmrepro.papers.starcapnet:StarCapNet",
+    "geocapnet": "mmrepro.papers.geocapnet:GeoCapNet",
+    "attention_captioner": "mmrepro.papers.attention_captioner:AttentionCaptioner",
+    "karpathy_alignment": "mmrepro.papers.karpathy_alignment:KarpathyAlignment",
 }
 
 
