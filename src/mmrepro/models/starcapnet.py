@@ -21,7 +21,7 @@ from mmrepro.data.caption_vocab import BOS, EOS, PAD
 class StarCapNetConfig:
     vocab_size: int
     image_size: int = 64  # square grayscale input; must be divisible by 16
-    channels: tuple[int, ...] = (32, 64, 64, 64)  # conv stages, each halves the resolution
+    channels: tuple[int, ...] = (16, 32, 32, 64)  # conv stages (3x3 conv, BN, ReLU, 2x2 max-pool)
     embed_dim: int = 64  # word embedding size
     hidden_dim: int = 256  # GRU state size = image feature size
     dropout: float = 0.1
@@ -35,8 +35,7 @@ class StarCapNet(nn.Module):
         self.cfg = cfg
         layers, c_in = [], 1
         for c_out in cfg.channels:
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                       nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c_out
         grid = cfg.image_size // 2 ** len(cfg.channels)
         self.encoder = nn.Sequential(*layers, nn.Flatten(), nn.Dropout(cfg.dropout),

@@ -55,8 +55,9 @@ def _matches(ours: dict, entry: PublishedEntry) -> bool:
 
 
 def compare(paper: str, metrics: dict, refs: References) -> list[Row]:
-    """Rows for one paper: each of our results with each published entry of the same metric (or
-    none), then the published entries that none of our results measured."""
+    """Rows for one paper: each of our results with the published entries of the same metric (those
+    on our dataset/split when there are any, else all of them, else none), then the published entries
+    that none of our results was paired with."""
     rows: list[Row] = []
     used: set[int] = set()
     for ours in metrics["results"]:
@@ -64,6 +65,9 @@ def compare(paper: str, metrics: dict, refs: References) -> list[Row]:
                     split=ours["split"], ours=ours["value"], ours_std=ours["std"], n_seeds=ours["n_seeds"],
                     scale=ours["scale"])
         matched = [(i, e) for i, e in enumerate(refs.entries) if _matches(ours, e)]
+        # measured on the paper's own dataset/split: pair with those entries only
+        same_data = [(i, e) for i, e in matched if (e.dataset, e.split) == (ours["dataset"], ours["split"])]
+        matched = same_data or matched
         if not matched:
             why = "no published number" + (f": {refs.note}" if refs.note and not refs.entries else "")
             if ours["value"] is None:

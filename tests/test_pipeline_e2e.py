@@ -1,0 +1,142 @@
+"""The real pipeline end to end: `dvc exp run -S profile=smoke` in a temporary git repo holding a copy
+of this checkout, a real MLflow SQLite store, real Java for METEOR, then a real `mlflow server`.
+Only StarCapNet is kept in params.yaml so that this test times the backbone, not every paper."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from .conftest import VENV_BIN, copy_repo, stage_env
+
+pytestmark = pytest.mark.slow
+PAPER = "starcapnet"
+
+
+def _run(cmd: list[str], cwd: Path, **env: str) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=stage_env(**env), timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("repo"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["papers"] = {PAPER: params["papers"][PAPER]}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "commit", "-qam", "only starcapnet"], root)
+    started = time.monotonic()
+    _run([str(VENV_BIN / "dvc"), "exp", "run", "-S", "profile=smoke"], root)
+    (root / "elapsed_s").write_text(f"{time.monotonic() - started:.1f}")
+    return root
+
+
+def test_report_has_starcapnet_rows_with_numbers(repo):
+    lines = (repo / "reports/comparison.csv").read_text().splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    assert "# profile: smoke" in header and any(line.startswith("# git sha: ") for line in header)
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    by_metric = {r["metric"]: r for r in rows if r["paper"] == PAPER}
+    for metric in ("count_accuracy", "exact_match", "bleu1", "bleu4", "meteor", "rouge_l", "cider_d"):
+        value = float(by_metric[metric]["ours"])
+        assert 0.0 <= value <= (1.0 if metric in ("count_accuracy", "exact_match") else 1000.0), metric
+        assert by_metric[metric]["dataset"] == "counting-dots" and by_metric[metric]["n_seeds"] == "1"
+        assert by_metric[metric]["verdict"].startswith("no published number")
+    assert by_metric["bleu1"]["scale"] == "x100" and float(by_metric["bleu1"]["ours"]) > 1.0
+    assert by_metric["spice"]["ours"] == "" and by_metric["spice"]["verdict"].startswith("not measured")
+    assert (repo / "reports/comparison.md").read_text().count(f"| {PAPER} |") == len(by_metric)
+    assert "<table" in (repo / "reports/comparison.html").read_text()
+
+
+def test_mlflow_run_holds_params_metrics_artifacts_and_tags(repo):
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mmrepro")
+    runs = client.search_runs([exp.experiment_id], f"tags.paper = '{PAPER}'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["profile"] == "smoke" and run.data.params["seed"] == "0"
+    assert run.data.params["cfg.lr"] == "0.003" and run.data.params["cfg.n_train"] == "256"
+    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    assert len(losses) == 8 and [m.step for m in losses] == list(range(8))  # 256 images / batch 32, 1 epoch
+    assert "val/count_accuracy" in run.data.metrics
+    assert 0.0 <= run.data.metrics["test/counting-dots/test/count_accuracy"] <= 1.0
+    tags = run.data.tags
+    assert len(tags["git_sha"]) == 40 and tags["git_dirty"] in ("true", "false")
+    assert tags["dvc_stage"] == "train+evaluate" and tags["pkg.torch"].startswith("2.14")
+    prepared = json.loads((repo / "data" / PAPER / "info.json").read_text())
+    assert tags["data_fingerprint"] == prepared["fingerprint"] and tags["device"].startswith("cpu")
+
+    def listing(path=None):
+        found = []
+        for item in client.list_artifacts(run.info.run_id, path):
+            found += listing(item.path) if item.is_dir else [item.path]
+        return found
+
+    artifacts = set(listing())
+    assert {"model/main.pt", "plots/curves_seed0.png", "metrics/starcapnet.json",
+            "evaluation/predictions.jsonl", "evaluation/captions_results.json"} <= artifacts
+    report_runs = client.search_runs([exp.experiment_id], "tags.dvc_stage = 'report'")
+    assert {a.path for a in client.list_artifacts(report_runs[0].info.run_id, "report")} == {
+        "report/comparison.csv", "report/comparison.md", "report/comparison.html"}
+
+
+def test_second_repro_reruns_nothing_and_params_are_per_paper_and_profile(repo):
+    out = _run([str(VENV_BIN / "dvc"), "repro"], repo)
+    assert "Running stage" not in out, out
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"][f"train@{PAPER}"]["params"]["params.yaml"]) == {"profile", "seeds", f"papers.{PAPER}.smoke"}
+    metrics = _run([str(VENV_BIN / "dvc"), "metrics", "show", "--json"], repo)
+    assert f"reports/metrics/{PAPER}.json" in metrics
+    # an edit to another profile's config leaves this profile's stages up to date
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["papers"][PAPER]["full"]["epochs"] = 99
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "up to date" in _run([str(VENV_BIN / "dvc"), "status"], repo)
+
+
+def test_smoke_wall_time_is_recorded(repo):
+    # Not a timed assertion (that belongs to benchmarks); printed for the record with -s.
+    print(f"\nsmoke pipeline for {PAPER}: {(repo / 'elapsed_s').read_text()} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_tracking_server_via_environment(repo, tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "art")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=stage_env())
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        for stage in ("train", "evaluate"):
+            _run([sys.executable, f"stages/{stage}.py", PAPER], repo, MLFLOW_TRACKING_URI=uri)
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("mmrepro").experiment_id])
+        assert len(runs) == 1 and runs[0].data.tags["dvc_stage"] == "train+evaluate"
+        assert "test/counting-dots/test/cider_d" in runs[0].data.metrics
+        assert "model" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+        assert json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())["tracking_uri"] == uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
