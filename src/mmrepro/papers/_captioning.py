@@ -96,13 +96,17 @@ def images_tensor(split: Split) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(split.images.transpose(0, 3, 1, 2)))
 
 
-def caption_batches(cfg: CaptionDataConfig, data_dir: Path, epoch: int, seed: int):
-    """Batches {"images": (B, 3, S, S) uint8, "tokens": (B, L)}; one random reference per image per epoch."""
+def caption_batches(cfg: CaptionDataConfig, data_dir: Path, epoch: int, seed: int, fraction: float = 1.0):
+    """Batches {"images": (B, 3, S, S) uint8, "tokens": (B, L)}; one random reference per image per epoch.
+    `fraction` < 1 trains on that share of the (re-shuffled every epoch) training images."""
     split = read_split(data_dir, "train")
     vocab = load_vocab(data_dir)
     images = images_tensor(split)
     gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-    for idx in iter_minibatches(len(split), cfg.batch_size, gen):
+    n = min(len(split), round(len(split) * fraction))
+    order = torch.randperm(len(split), generator=gen)[:n]
+    for pos in iter_minibatches(n, cfg.batch_size, gen):
+        idx = order[pos]
         picks = torch.randint(0, 1 << 30, (len(idx),), generator=gen).tolist()
         caps = [split.captions[i][p % len(split.captions[i])] for i, p in zip(idx.tolist(), picks, strict=True)]
         yield {"images": images[idx], "tokens": vocab.encode_batch(caps, cfg.max_caption_len)}

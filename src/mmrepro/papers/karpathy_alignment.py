@@ -43,6 +43,8 @@ class Config(cap.CaptionDataConfig):
     gen_cell: Literal["relu", "lstm"] = "lstm"
     gen_dropout: float = Field(default=0.1, ge=0, lt=1)
     variants: list[Literal["align", "generate"]] = Field(default=list(VARIANTS), min_length=1)
+    generate_fraction: float = Field(default=1.0, gt=0, le=1,
+                                     description="share of each epoch's training images the generator sees")
 
 
 def _fragment_tokens(tokens: torch.Tensor) -> torch.Tensor:
@@ -95,11 +97,16 @@ class KarpathyAlignment(Paper):
                 hidden_dim=cfg.gen_hidden_dim, cell=cfg.gen_cell, dropout=cfg.gen_dropout))
         raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
 
+    def _fraction(self, cfg: Config, variant: str) -> float:
+        return cfg.generate_fraction if variant == "generate" else 1.0
+
     def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int | None:
-        return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == cap.SYNTHETIC else None
+        if cfg.dataset != cap.SYNTHETIC:
+            return None
+        return -(-round(cfg.n_train * self._fraction(cfg, variant)) // cfg.batch_size)
 
     def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        return cap.caption_batches(cfg, data_dir, epoch, seed)
+        return cap.caption_batches(cfg, data_dir, epoch, seed, self._fraction(cfg, variant))
 
     def training_step(self, model, batch, variant: str) -> torch.Tensor:
         if variant == "align":
