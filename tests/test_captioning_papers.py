@@ -80,3 +80,21 @@ def test_alignment_rows(tmp_path):
     sim = np.load(out / "similarity.npy")
     assert sim.shape == (6, 30)
     assert json.loads((out / "retrieval.json").read_text())["metrics"]["t2i_r10"] == 100.0
+
+
+def test_attention_maps_are_saved_as_images(tmp_path):
+    from mmrepro.data.caption_vocab import CaptionVocab
+    from mmrepro.models.attention_captioner import AttentionCaptioner, AttentionCaptionerConfig
+    from mmrepro.models.image_encoder import ImageEncoderConfig
+    from mmrepro.papers.attention_captioner import save_attention_maps
+
+    vocab = CaptionVocab.build(["a red circle left of a blue square"])
+    torch.manual_seed(0)
+    model = AttentionCaptioner(AttentionCaptionerConfig(vocab_size=len(vocab), encoder=ImageEncoderConfig(
+        dim=8, grid=6, width=4), embed_dim=8, hidden_dim=8, attn_dim=4)).eval()
+    images = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8)
+    tokens = [vocab.encode("a red circle left of a blue square", 20)[1:-1], vocab.encode("a red", 20)[1:-1]]
+    paths = save_attention_maps(model, images, tokens, vocab, tmp_path / "attention")
+    assert [p.name for p in paths] == ["test_000.png", "test_001.png"]
+    long, short = (Image.open(p) for p in paths)
+    assert long.height > short.height  # 10 panels wrap onto a second row, 4 panels do not

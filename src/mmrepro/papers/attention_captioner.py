@@ -35,7 +35,7 @@ class Config(cap.CaptionDataConfig):
 
 
 def save_attention_maps(model: AttentionModel, images: torch.Tensor, tokens: list[list[int]], vocab, out_dir: Path) -> list[Path]:
-    """One PNG per image: the image, then the attention (upsampled over it) for each emitted word."""
+    """One PNG per image: the image, then the image lit by the attention at each emitted word."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,16 +47,18 @@ def save_attention_maps(model: AttentionModel, images: torch.Tensor, tokens: lis
     for k, (img, toks) in enumerate(zip(images, tokens, strict=True)):
         maps = model.attention_maps(img[None].to(device), toks).cpu().numpy()  # (T+1, g, g)
         words = [vocab.words[t] for t in toks] + ["<eos>"]
-        pixels = img.permute(1, 2, 0).numpy()
-        cols = len(words) + 1
-        fig, axes = plt.subplots(1, cols, figsize=(1.6 * cols, 1.9))
+        pixels = img.permute(1, 2, 0).numpy().astype(np.float32) / 255.0
+        size, g = pixels.shape[0], maps.shape[-1]
+        cols = min(8, len(words) + 1)
+        rows = -(-(len(words) + 1) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows), squeeze=False)
+        axes = axes.ravel()
         axes[0].imshow(pixels)
         axes[0].set_title("image", fontsize=7)
-        size = pixels.shape[0]
-        for ax, word, alpha in zip(axes[1:], words, maps, strict=True):
-            ax.imshow(pixels)
-            up = np.kron(alpha / max(alpha.max(), 1e-8), np.ones((size // alpha.shape[0], size // alpha.shape[1])))
-            ax.imshow(up, cmap="gray", alpha=0.6, extent=(0, size, size, 0), vmin=0, vmax=1)
+        for ax, word, alpha in zip(axes[1:], words, maps, strict=False):
+            # nearest-neighbour upsampling of the g x g attention; the image is dimmed where it is low
+            up = np.repeat(np.repeat(alpha / max(float(alpha.max()), 1e-8), -(-size // g), 0), -(-size // g), 1)
+            ax.imshow(pixels * (0.15 + 0.85 * up[:size, :size, None]))
             ax.set_title(word, fontsize=7)
         for ax in axes:
             ax.axis("off")
