@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrepro.data.caption_vocab import BOS, EOS, PAD
-from mmrepro.models.beam_search import beam_search, greedy_search
+from mmrepro.models.beam_search import CaptionDecoding
 from mmrepro.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
 
@@ -42,7 +42,7 @@ class AttentionCaptionerConfig:
             raise ValueError(f"need 0 <= dropout < 1 and alpha_reg >= 0, got {self.dropout}, {self.alpha_reg}")
 
 
-class AttentionCaptioner(nn.Module):
+class AttentionCaptioner(CaptionDecoding, nn.Module):
     """Images (B, 3, H, W) + captions (B, T) -> next-word logits (B, T-1, V) and attention (B, T-1, L)."""
 
     def __init__(self, cfg: AttentionCaptionerConfig):
@@ -108,17 +108,7 @@ class AttentionCaptioner(nn.Module):
         reg = ((1.0 - (alphas * mask).sum(dim=1)) ** 2).sum(dim=1).mean()
         return ce + self.cfg.alpha_reg * reg / alphas.shape[-1]
 
-    # ---- decoding
-    @torch.no_grad()
-    def generate(self, images: torch.Tensor, beam_size: int = 3, max_len: int = 24) -> list[list[int]]:
-        """Token ids (no <bos>/<eos>) per image by beam search; beam_size=1 is greedy."""
-        return beam_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, beam_size=beam_size, max_len=max_len)
-
-    @torch.no_grad()
-    def greedy(self, images: torch.Tensor, max_len: int = 24) -> list[list[int]]:
-        """Arg-max decoding (the reference that beam search with beam 1 must reproduce)."""
-        return greedy_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, max_len=max_len)
-
+    # ---- inspection
     @torch.no_grad()
     def attention_maps(self, images: torch.Tensor, tokens: list[int]) -> torch.Tensor:
         """Attention (T+1, grid, grid) of one image (1, 3, H, W) while emitting `tokens` then <eos>."""

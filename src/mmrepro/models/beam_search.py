@@ -2,7 +2,8 @@
 and Tell, GeoCapNet). With `beam_size=1` it is exactly greedy decoding.
 
 A decoder exposes one step: `step(tokens (N,), state) -> (log_probs (N, V), new_state)`, where
-`state` is a tuple of tensors whose first dimension is N (one row per hypothesis).
+`state` is a tuple of tensors whose first dimension is N (one row per hypothesis). Models get
+`generate` and `greedy` from `CaptionDecoding`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from mmrepro.data.caption_vocab import BOS, EOS
 
 State = tuple[torch.Tensor, ...]
 StepFn = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]
@@ -85,3 +88,17 @@ def greedy_search(step: StepFn, state: State, *, bos: int, eos: int, max_len: in
         if all(done):
             break
     return out
+
+
+class CaptionDecoding:
+    """Decoding for a caption model with `encode(images) -> state` and `_log_step(tokens, state)`."""
+
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor, beam_size: int = 3, max_len: int = 24) -> list[list[int]]:
+        """Token ids (no <bos>/<eos>) per image by beam search; beam_size=1 is greedy."""
+        return beam_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, beam_size=beam_size, max_len=max_len)
+
+    @torch.no_grad()
+    def greedy(self, images: torch.Tensor, max_len: int = 24) -> list[list[int]]:
+        """Arg-max decoding (the reference that beam search with beam 1 must reproduce)."""
+        return greedy_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, max_len=max_len)

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrepro.data.caption_vocab import BOS, EOS, PAD
-from mmrepro.models.beam_search import beam_search, greedy_search
+from mmrepro.data.caption_vocab import PAD
+from mmrepro.models.beam_search import CaptionDecoding
 from mmrepro.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
 
@@ -36,7 +36,7 @@ class GeoCapNetConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class GeoCapNet(nn.Module):
+class GeoCapNet(CaptionDecoding, nn.Module):
     """Images (B, 3, H, W) + captions (B, T) -> next-word logits (B, T-1, V)."""
 
     def __init__(self, cfg: GeoCapNetConfig):
@@ -77,12 +77,4 @@ class GeoCapNet(nn.Module):
         logits, state = self._step(tokens, state)
         return logits.log_softmax(-1), state
 
-    @torch.no_grad()
-    def generate(self, images: torch.Tensor, beam_size: int = 1, max_len: int = 20) -> list[list[int]]:
-        """Token ids (no <bos>/<eos>) per image; beam_size=1 is greedy."""
-        return beam_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, beam_size=beam_size, max_len=max_len)
 
-    @torch.no_grad()
-    def greedy(self, images: torch.Tensor, max_len: int = 20) -> list[list[int]]:
-        """Arg-max decoding (the reference that beam search with beam 1 must reproduce)."""
-        return greedy_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, max_len=max_len)

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrepro.data.caption_vocab import BOS, EOS, PAD
-from mmrepro.models.beam_search import beam_search, greedy_search
+from mmrepro.data.caption_vocab import PAD
+from mmrepro.models.beam_search import CaptionDecoding
 from mmrepro.models.image_encoder import ImageEncoder, ImageEncoderConfig
 
 CELLS = ("relu", "lstm")
@@ -41,7 +41,7 @@ class MultimodalRNNConfig:
             raise ValueError("embed_dim, hidden_dim must be >= 1 and 0 <= dropout < 1")
 
 
-class MultimodalRNN(nn.Module):
+class MultimodalRNN(CaptionDecoding, nn.Module):
     """Images (B, 3, H, W) + captions (B, T) -> next-word logits (B, T-1, V)."""
 
     def __init__(self, cfg: MultimodalRNNConfig):
@@ -91,12 +91,4 @@ class MultimodalRNN(nn.Module):
         logits = self(images, captions)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), captions[:, 1:].reshape(-1), ignore_index=PAD)
 
-    @torch.no_grad()
-    def generate(self, images: torch.Tensor, beam_size: int = 3, max_len: int = 24) -> list[list[int]]:
-        """Token ids (no <bos>/<eos>) per image by beam search; beam_size=1 is greedy."""
-        return beam_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, beam_size=beam_size, max_len=max_len)
 
-    @torch.no_grad()
-    def greedy(self, images: torch.Tensor, max_len: int = 24) -> list[list[int]]:
-        """Arg-max decoding (the reference that beam search with beam 1 must reproduce)."""
-        return greedy_search(self._log_step, self.encode(images), bos=BOS, eos=EOS, max_len=max_len)

@@ -19,7 +19,7 @@ from mmrepro.data.caption_vocab import CaptionVocab, tokenize
 from mmrepro.data.shapes_scenes import ShapesScenesConfig, Split, generate_split, read_split, write_split
 from mmrepro.metrics.captions import CaptionScores, evaluate_captions
 from mmrepro.models.image_encoder import ImageEncoderConfig
-from mmrepro.papers.base import DataInfo, Result, TrainConfig, iter_minibatches
+from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
 
 SYNTHETIC = "shapes-scenes"
 OPENCLIPART = "openclipart"
@@ -160,3 +160,22 @@ def dataset_label(cfg: CaptionDataConfig, grammar: str = "scenes") -> str:
     if cfg.dataset != SYNTHETIC:
         return cfg.dataset
     return SYNTHETIC if grammar == "scenes" else f"{SYNTHETIC}/{grammar}"
+
+
+class CaptionPaper(Paper):
+    """Training and validation shared by the captioners: one random reference per image per epoch,
+    the model's own `loss(images, tokens)`, greedy exact match on the validation split."""
+
+    def steps_per_epoch(self, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> int | None:
+        return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == SYNTHETIC else None
+
+    def train_batches(self, cfg: CaptionDataConfig, data_dir: Path, variant: str, epoch: int, seed: int):
+        return caption_batches(cfg, data_dir, epoch, seed)
+
+    def training_step(self, model, batch, variant: str) -> torch.Tensor:
+        return model.loss(batch["images"], batch["tokens"])
+
+    def validate(self, model, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> dict[str, float]:
+        val = read_split(data_dir, "val")
+        preds = decode(model, images_tensor(val), load_vocab(data_dir), 1, cfg.max_caption_len)
+        return {"exact_match": exact_match(preds, val.captions)}

@@ -21,7 +21,7 @@ from mmrepro.data.shapes_scenes import read_split
 from mmrepro.models.attention_captioner import AttentionCaptioner as AttentionModel
 from mmrepro.models.attention_captioner import AttentionCaptionerConfig
 from mmrepro.papers import _captioning as cap
-from mmrepro.papers.base import DataInfo, Paper, Result
+from mmrepro.papers.base import DataInfo, Result
 
 
 class Config(cap.CaptionDataConfig):
@@ -70,7 +70,7 @@ def save_attention_maps(model: AttentionModel, images: torch.Tensor, tokens: lis
     return paths
 
 
-class AttentionCaptioner(Paper):
+class AttentionCaptioner(cap.CaptionPaper):
     name = "attention_captioner"
     title = "Xu et al. 2015, Show, Attend and Tell (soft attention)"
     Config = Config
@@ -83,20 +83,6 @@ class AttentionCaptioner(Paper):
             vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid),
             embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, attn_dim=cfg.attn_dim, dropout=cfg.dropout,
             alpha_reg=cfg.alpha_reg))
-
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int | None:
-        return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == cap.SYNTHETIC else None
-
-    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        return cap.caption_batches(cfg, data_dir, epoch, seed)
-
-    def training_step(self, model: AttentionModel, batch, variant: str) -> torch.Tensor:
-        return model.loss(batch["images"], batch["tokens"])
-
-    def validate(self, model: AttentionModel, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        val = read_split(data_dir, "val")
-        preds = cap.decode(model, cap.images_tensor(val), cap.load_vocab(data_dir), 1, cfg.max_caption_len)
-        return {"exact_match": cap.exact_match(preds, val.captions)}
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         model, vocab = models["main"], cap.load_vocab(data_dir)

@@ -16,7 +16,7 @@ from mmrepro.data.shapes_scenes import read_split
 from mmrepro.models.geocapnet import GeoCapNet as GeoCapNetModel
 from mmrepro.models.geocapnet import GeoCapNetConfig
 from mmrepro.papers import _captioning as cap
-from mmrepro.papers.base import DataInfo, Paper, Result
+from mmrepro.papers.base import DataInfo, Result
 
 GRAMMAR = "geocap"
 
@@ -29,7 +29,7 @@ class Config(cap.CaptionDataConfig):
     beam_size: int = Field(default=1, ge=1, description="1 = greedy, as the notebook")
 
 
-class GeoCapNet(Paper):
+class GeoCapNet(cap.CaptionPaper):
     name = "geocapnet"
     title = "GeoCapNet: captioning geometric primitives (project notebook)"
     Config = Config
@@ -41,20 +41,6 @@ class GeoCapNet(Paper):
         return GeoCapNetModel(GeoCapNetConfig(
             vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid),
             embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout))
-
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
-        return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == cap.SYNTHETIC else None
-
-    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        return cap.caption_batches(cfg, data_dir, epoch, seed)
-
-    def training_step(self, model: GeoCapNetModel, batch, variant: str) -> torch.Tensor:
-        return model.loss(batch["images"], batch["tokens"])
-
-    def validate(self, model: GeoCapNetModel, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        val = read_split(data_dir, "val")
-        preds = cap.decode(model, cap.images_tensor(val), cap.load_vocab(data_dir), 1, cfg.max_caption_len)
-        return {"exact_match": cap.exact_match(preds, val.captions)}
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         model, vocab = models["main"], cap.load_vocab(data_dir)

@@ -26,7 +26,7 @@ from mmrepro.models.karpathy_alignment import KarpathyAlignment as AlignmentMode
 from mmrepro.models.karpathy_alignment import KarpathyAlignmentConfig
 from mmrepro.models.multimodal_rnn import MultimodalRNN, MultimodalRNNConfig
 from mmrepro.papers import _captioning as cap
-from mmrepro.papers.base import DataInfo, Paper, Result
+from mmrepro.papers.base import DataInfo, Result
 
 VARIANTS = ("align", "generate")
 
@@ -74,7 +74,7 @@ def _flatten(captions: list[list[str]]) -> tuple[list[str], np.ndarray]:
     return sents, owner
 
 
-class KarpathyAlignment(Paper):
+class KarpathyAlignment(cap.CaptionPaper):
     name = "karpathy_alignment"
     title = "Karpathy & Fei-Fei 2015, Deep Visual-Semantic Alignments"
     Config = Config
@@ -111,18 +111,16 @@ class KarpathyAlignment(Paper):
     def training_step(self, model, batch, variant: str) -> torch.Tensor:
         if variant == "align":
             return model(batch["images"], _fragment_tokens(batch["tokens"]))
-        return model.loss(batch["images"], batch["tokens"])
+        return super().training_step(model, batch, variant)
 
     def validate(self, model, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
+        if variant != "align":
+            return super().validate(model, cfg, data_dir, variant)
         val = read_split(data_dir, "val")
-        vocab = cap.load_vocab(data_dir)
-        if variant == "align":
-            sents, owner = _flatten(val.captions)
-            sim = similarity(model, cap.images_tensor(val), sents, vocab, cfg.max_caption_len)
-            m = retrieval_metrics(sim, owner, captions_per_image=None)
-            return {"i2t_r1": m["i2t_r1"], "t2i_r1": m["t2i_r1"]}
-        preds = cap.decode(model, cap.images_tensor(val), vocab, 1, cfg.max_caption_len)
-        return {"exact_match": cap.exact_match(preds, val.captions)}
+        sents, owner = _flatten(val.captions)
+        sim = similarity(model, cap.images_tensor(val), sents, cap.load_vocab(data_dir), cfg.max_caption_len)
+        m = retrieval_metrics(sim, owner, captions_per_image=None)
+        return {"i2t_r1": m["i2t_r1"], "t2i_r1": m["t2i_r1"]}
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         vocab = cap.load_vocab(data_dir)
