@@ -40,7 +40,7 @@ class Config(cap.CaptionDataConfig):
     score_norm: Literal["sum", "mean"] = "sum"
     gen_embed_dim: int = Field(default=128, gt=0)
     gen_hidden_dim: int = Field(default=256, gt=0)
-    gen_cell: Literal["relu", "lstm"] = "lstm"
+    gen_cell: Literal["relu", "lstm"] = "relu"  # the paper's eq. 14; with "lstm" the cpu run ignored the image
     gen_dropout: float = Field(default=0.1, ge=0, lt=1)
     variants: list[Literal["align", "generate"]] = Field(default=list(VARIANTS), min_length=1)
     generate_fraction: float = Field(default=1.0, gt=0, le=1,
