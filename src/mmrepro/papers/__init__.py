@@ -19,6 +19,9 @@ REGISTRY: dict[str, str] = {
     "sympow": "mmrepro.papers.sympow:SymPow",
     "vqvae": "mmrepro.papers.vqvae:VQVAEPaper",
     "vsr_conformer": "mmrepro.papers.vsr_conformer:VsrConformer",
+    "geocapnet": "mmrepro.papers.geocapnet:GeoCapNet",
+    "attention_captioner": "mmrepro.papers.attention_captioner:AttentionCaptioner",
+    "karpathy_alignment": "mmrepro.papers.karpathy_alignment:KarpathyAlignment",
 }
 
 

@@ -1,0 +1,181 @@
+"""What the captioning papers (GeoCapNet, Show Attend and Tell, Karpathy & Fei-Fei) share: the data
+config fields, preparing shapes-scenes / Karpathy-JSON / openclipart splits in one on-disk format
+(`mmrepro.data.shapes_scenes.write_split`), caption batches, batched decoding and turning the shared
+evaluator's scores into `Result` rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from mmrepro.data import karpathy_json, openclipart
+from mmrepro.data.caption_vocab import CaptionVocab, tokenize
+from mmrepro.data.shapes_scenes import ShapesScenesConfig, Split, generate_split, read_split, write_split
+from mmrepro.metrics.captions import CaptionScores, evaluate_captions
+from mmrepro.models.image_encoder import ImageEncoderConfig
+from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
+
+SYNTHETIC = "shapes-scenes"
+OPENCLIPART = "openclipart"
+
+
+class CaptionDataConfig(TrainConfig):
+    """Data and image-encoder fields common to the captioning papers."""
+
+    dataset: Literal["shapes-scenes", "flickr8k", "flickr30k", "coco"] = SYNTHETIC
+    karpathy_json: str | None = Field(default=None, description="dataset_<name>.json (real datasets)")
+    image_root: str | None = Field(default=None, description="folder the JSON's filepath/filename live in")
+    n_train: int = Field(default=8000, gt=0, description="shapes-scenes sizes (real datasets: their splits)")
+    n_val: int = Field(default=500, gt=0)
+    n_test: int = Field(default=1000, gt=0)
+    image_size: int = Field(default=48, gt=0)
+    min_objects: int = Field(default=1, ge=1, le=3)
+    max_objects: int = Field(default=3, ge=1, le=3)
+    encoder: Literal["small", "resnet18", "resnet34", "resnet50"] = "small"
+    pretrained_path: str | None = Field(default=None, description="local ResNet state dict; never downloaded")
+    encoder_width: int = Field(default=32, gt=0, description="first-block channels of the small CNN")
+    encoder_dim: int = Field(default=128, gt=0)
+    max_caption_len: int = Field(default=24, gt=2, description="tokens incl. <bos>/<eos>")
+    beam_size: int = Field(default=3, ge=1)
+    openclipart_n: int = Field(default=0, ge=0, description="openclipart test drawings (0 = none)")
+
+    @model_validator(mode="after")
+    def _real_data_needs_files(self):
+        if self.dataset != SYNTHETIC and (self.karpathy_json is None or self.image_root is None):
+            raise ValueError(f"dataset {self.dataset} needs karpathy_json and image_root")
+        if self.min_objects > self.max_objects:
+            raise ValueError("min_objects must be <= max_objects")
+        return self
+
+    def encoder_config(self, grid: int) -> ImageEncoderConfig:
+        return ImageEncoderConfig(arch=self.encoder, dim=self.encoder_dim, grid=grid, width=self.encoder_width,
+                                  pretrained_path=self.pretrained_path)
+
+
+def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar: str = "scenes") -> DataInfo:
+    """Write train/val/test (and openclipart) splits and the vocabulary into `data_dir`."""
+    if cfg.dataset == SYNTHETIC:
+        scfg = ShapesScenesConfig(image_size=cfg.image_size, min_objects=cfg.min_objects,
+                                  max_objects=cfg.max_objects, grammar=grammar)
+        sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+        for split, n in sizes.items():
+            write_split(data_dir, split, generate_split(n, split, seed, scfg))
+        details = {"generator": {**scfg.__dict__}, "grammar": grammar}
+    else:
+        sizes = {}
+        for split in ("train", "val", "test"):
+            ks = karpathy_json.read_karpathy_json(cfg.karpathy_json, cfg.image_root, split)
+            images = karpathy_json.load_images(ks, cfg.image_size)
+            write_split(data_dir, split, Split(images, [list(im.sentences) for im in ks.images], [[] for _ in ks.images]))
+            sizes[split] = len(ks)
+        details = {"karpathy_json": cfg.karpathy_json}
+    if cfg.openclipart_n:
+        images, items = openclipart.build_test_set(cfg.openclipart_n, cfg.image_size, seed)
+        write_split(data_dir, OPENCLIPART, Split(images, [list(i.references) for i in items], [[] for _ in items]))
+        (data_dir / f"{OPENCLIPART}_sources.json").write_text(
+            json.dumps([{"path": str(i.path), "category": i.category} for i in items], indent=1))
+        sizes[OPENCLIPART] = len(items)
+    train = read_split(data_dir, "train")
+    vocab = CaptionVocab.build(c for caps in train.captions for c in caps)
+    vocab.save(data_dir / "vocab.json")
+    return DataInfo(dataset=cfg.dataset, splits=sizes, details={"vocab_size": len(vocab), **details})
+
+
+def load_vocab(data_dir: Path) -> CaptionVocab:
+    return CaptionVocab.load(data_dir / "vocab.json")
+
+
+def images_tensor(split: Split) -> torch.Tensor:
+    """(N, 3, S, S) uint8 (the models normalise)."""
+    return torch.from_numpy(np.ascontiguousarray(split.images.transpose(0, 3, 1, 2)))
+
+
+def caption_batches(cfg: CaptionDataConfig, data_dir: Path, epoch: int, seed: int, fraction: float = 1.0):
+    """Batches {"images": (B, 3, S, S) uint8, "tokens": (B, L)}; one random reference per image per epoch.
+    `fraction` < 1 trains on that share of the (re-shuffled every epoch) training images."""
+    split = read_split(data_dir, "train")
+    vocab = load_vocab(data_dir)
+    images = images_tensor(split)
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+    n = min(len(split), round(len(split) * fraction))
+    order = torch.randperm(len(split), generator=gen)[:n]
+    for pos in iter_minibatches(n, cfg.batch_size, gen):
+        idx = order[pos]
+        picks = torch.randint(0, 1 << 30, (len(idx),), generator=gen).tolist()
+        caps = [split.captions[i][p % len(split.captions[i])] for i, p in zip(idx.tolist(), picks, strict=True)]
+        yield {"images": images[idx], "tokens": vocab.encode_batch(caps, cfg.max_caption_len)}
+
+
+def decode(model, images: torch.Tensor, vocab: CaptionVocab, beam_size: int, max_len: int, batch: int = 250) -> list[str]:
+    """Captions of `images` by `model.generate` (beam search; beam 1 = greedy), in batches."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch):
+        ids = model.generate(images[start : start + batch].to(device), beam_size=beam_size, max_len=max_len)
+        out += [vocab.decode(row) for row in ids]
+    return out
+
+
+def normalise(caption: str) -> str:
+    return " ".join(tokenize(caption))
+
+
+def exact_match(predictions: list[str], references: list[list[str]]) -> float:
+    """Share of predictions equal (after tokenisation) to one of their references."""
+    hits = [normalise(p) in {normalise(r) for r in refs} for p, refs in zip(predictions, references, strict=True)]
+    return float(np.mean(hits))
+
+
+def score_split(
+    predictions: list[str], references: list[list[str]], out_dir: Path
+) -> CaptionScores:
+    """The shared evaluator on one split (COCO files, per-image scores into `out_dir`)."""
+    ids = [str(i) for i in range(len(predictions))]
+    return evaluate_captions(dict(zip(ids, predictions, strict=True)), dict(zip(ids, references, strict=True)), out_dir)
+
+
+def caption_results(scores: CaptionScores, dataset: str, split: str, variant: str, details: dict) -> list[Result]:
+    common = {"dataset": dataset, "split": split, "n_samples": scores.n_images, "scale": scores.scale,
+              "variant": variant}
+    rows = [Result(m, v, **common, details={**details, "tokenizer": "PTB (pycocoevalcap)"})
+            for m, v in scores.corpus.items()]
+    rows += [Result(m, None, **common, details={**details, "unavailable": why}) for m, why in scores.unavailable.items()]
+    return rows
+
+
+def write_predictions(path: Path, predictions: list[str], references: list[list[str]]) -> None:
+    with path.open("w") as handle:
+        for i, (p, refs) in enumerate(zip(predictions, references, strict=True)):
+            handle.write(json.dumps({"id": str(i), "prediction": p, "references": refs}) + "\n")
+
+
+def dataset_label(cfg: CaptionDataConfig, grammar: str = "scenes") -> str:
+    """The dataset name our rows carry: the real dataset's, or the synthetic one's with its grammar."""
+    if cfg.dataset != SYNTHETIC:
+        return cfg.dataset
+    return SYNTHETIC if grammar == "scenes" else f"{SYNTHETIC}/{grammar}"
+
+
+class CaptionPaper(Paper):
+    """Training and validation shared by the captioners: one random reference per image per epoch,
+    the model's own `loss(images, tokens)`, greedy exact match on the validation split."""
+
+    def steps_per_epoch(self, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> int | None:
+        return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == SYNTHETIC else None
+
+    def train_batches(self, cfg: CaptionDataConfig, data_dir: Path, variant: str, epoch: int, seed: int):
+        return caption_batches(cfg, data_dir, epoch, seed)
+
+    def training_step(self, model, batch, variant: str) -> torch.Tensor:
+        return model.loss(batch["images"], batch["tokens"])
+
+    def validate(self, model, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> dict[str, float]:
+        val = read_split(data_dir, "val")
+        preds = decode(model, images_tensor(val), load_vocab(data_dir), 1, cfg.max_caption_len)
+        return {"exact_match": exact_match(preds, val.captions)}

@@ -1,0 +1,155 @@
+"""Karpathy & Fei-Fei 2015, Deep Visual-Semantic Alignments for Generating Image Descriptions.
+
+Two variants, as in the paper:
+  align     the alignment model (image regions x BRNN sentence fragments, max-margin ranking loss),
+            scored by image-sentence retrieval: R@1/5/10 and median rank both ways (Table 1);
+  generate  the multimodal RNN generator (image injected at the first step), beam search, scored
+            by the shared caption evaluator (Table 2: BLEU, METEOR, CIDEr x100).
+The test split has 5 references per image (the standard retrieval protocol; 1000 images on the
+cpu profile, as the papers' Flickr8k/30k test splits).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from mmrepro.data.caption_vocab import EOS, PAD
+from mmrepro.data.shapes_scenes import read_split
+from mmrepro.metrics.retrieval import retrieval_metrics
+from mmrepro.models.karpathy_alignment import KarpathyAlignment as AlignmentModel
+from mmrepro.models.karpathy_alignment import KarpathyAlignmentConfig
+from mmrepro.models.multimodal_rnn import MultimodalRNN, MultimodalRNNConfig
+from mmrepro.papers.common import captioning as cap
+from mmrepro.papers.base import DataInfo, Result
+
+VARIANTS = ("align", "generate")
+
+
+class Config(cap.CaptionDataConfig):
+    grid: int = Field(default=3, gt=0, description="CNN grid cells per side: the image regions")
+    embed_dim: int = Field(default=128, gt=0, description="multimodal embedding size h")
+    word_dim: int = Field(default=128, gt=0)
+    brnn_cell: Literal["relu", "gru"] = "gru"
+    margin: float = Field(default=1.0, gt=0)
+    score_norm: Literal["sum", "mean"] = "sum"
+    gen_embed_dim: int = Field(default=128, gt=0)
+    gen_hidden_dim: int = Field(default=256, gt=0)
+    gen_cell: Literal["relu", "lstm"] = "relu"  # the paper's eq. 14; with "lstm" the cpu run ignored the image
+    gen_dropout: float = Field(default=0.1, ge=0, lt=1)
+    variants: list[Literal["align", "generate"]] = Field(default=list(VARIANTS), min_length=1)
+    generate_fraction: float = Field(default=1.0, gt=0, le=1,
+                                     description="share of each epoch's training images the generator sees")
+
+
+def _fragment_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """Caption ids <bos> w.. <eos> <pad>.. -> words only, <pad>-padded (the BRNN's input)."""
+    words = tokens[:, 1:]
+    return words.masked_fill(words == EOS, PAD)
+
+
+@torch.no_grad()
+def similarity(model: AlignmentModel, images: torch.Tensor, captions: list[str], vocab, max_len: int,
+               batch: int = 250) -> np.ndarray:
+    """(n_images, n_sentences) image-sentence scores S_kl."""
+    device = next(model.parameters()).device
+    v = torch.cat([model.embed_images(images[i : i + batch].to(device)) for i in range(0, len(images), batch)])
+    frags, masks = [], []
+    tokens = _fragment_tokens(vocab.encode_batch(captions, max_len))
+    for i in range(0, len(tokens), batch):
+        s, m = model.embed_sentences(tokens[i : i + batch].to(device))
+        frags.append(s)
+        masks.append(m)
+    return model.scores(v, torch.cat(frags), torch.cat(masks), chunk=16).cpu().numpy()
+
+
+def _flatten(captions: list[list[str]]) -> tuple[list[str], np.ndarray]:
+    sents = [c for caps in captions for c in caps]
+    owner = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
+    return sents, owner
+
+
+class KarpathyAlignment(cap.CaptionPaper):
+    name = "karpathy_alignment"
+    title = "Karpathy & Fei-Fei 2015, Deep Visual-Semantic Alignments"
+    Config = Config
+
+    def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
+        return cap.prepare_captions(cfg, data_dir, seed)
+
+    def variants(self, cfg: Config) -> list[str]:
+        return list(cfg.variants)
+
+    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
+        vocab_size = len(cap.load_vocab(data_dir))
+        if variant == "align":
+            return AlignmentModel(KarpathyAlignmentConfig(
+                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid), embed_dim=cfg.embed_dim,
+                word_dim=cfg.word_dim, cell=cfg.brnn_cell, margin=cfg.margin, score_norm=cfg.score_norm))
+        if variant == "generate":
+            return MultimodalRNN(MultimodalRNNConfig(
+                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid), embed_dim=cfg.gen_embed_dim,
+                hidden_dim=cfg.gen_hidden_dim, cell=cfg.gen_cell, dropout=cfg.gen_dropout))
+        raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+
+    def _fraction(self, cfg: Config, variant: str) -> float:
+        return cfg.generate_fraction if variant == "generate" else 1.0
+
+    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int | None:
+        if cfg.dataset != cap.SYNTHETIC:
+            return None
+        return -(-round(cfg.n_train * self._fraction(cfg, variant)) // cfg.batch_size)
+
+    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
+        return cap.caption_batches(cfg, data_dir, epoch, seed, self._fraction(cfg, variant))
+
+    def training_step(self, model, batch, variant: str) -> torch.Tensor:
+        if variant == "align":
+            return model(batch["images"], _fragment_tokens(batch["tokens"]))
+        return super().training_step(model, batch, variant)
+
+    def validate(self, model, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
+        if variant != "align":
+            return super().validate(model, cfg, data_dir, variant)
+        val = read_split(data_dir, "val")
+        sents, owner = _flatten(val.captions)
+        sim = similarity(model, cap.images_tensor(val), sents, cap.load_vocab(data_dir), cfg.max_caption_len)
+        m = retrieval_metrics(sim, owner, captions_per_image=None)
+        return {"i2t_r1": m["i2t_r1"], "t2i_r1": m["t2i_r1"]}
+
+    def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
+        vocab = cap.load_vocab(data_dir)
+        test = read_split(data_dir, "test")
+        images = cap.images_tensor(test)
+        dataset = cap.dataset_label(cfg)
+        results = []
+        if "align" in models:
+            sents, owner = _flatten(test.captions)
+            sim = similarity(models["align"], images, sents, vocab, cfg.max_caption_len)
+            per_image = 5 if all(len(c) == 5 for c in test.captions) else None
+            m = retrieval_metrics(sim, owner, captions_per_image=per_image)
+            details = {"protocol": f"{per_image or 'variable'} sentences per image; ties ranked pessimistically",
+                       "score": f"sum_t max_i v_i.s_t ({cfg.score_norm} over words)"}
+            (out_dir / "retrieval.json").write_text(json.dumps({"metrics": m, **details}, indent=1))
+            np.save(out_dir / "similarity.npy", sim.astype(np.float32))
+            for key, value in m.items():
+                medr = key.endswith("medr")
+                results.append(Result(key, value, dataset=dataset, split="test", n_samples=len(test),
+                                      scale="raw" if medr else "x100", variant="align",
+                                      higher_is_better=not medr, details=details))
+        if "generate" in models:
+            preds = cap.decode(models["generate"], images, vocab, cfg.beam_size, cfg.max_caption_len)
+            where = out_dir / "generate"
+            where.mkdir()
+            cap.write_predictions(where / "predictions.jsonl", preds, test.captions)
+            scores = cap.score_split(preds, test.captions, where)
+            details = {"decoding": f"beam search, beam {cfg.beam_size}"}
+            results.append(Result("exact_match", cap.exact_match(preds, test.captions), dataset=dataset,
+                                  split="test", n_samples=len(test), variant="generate", details=details))
+            results += cap.caption_results(scores, dataset, "test", "generate", details)
+        return results
