@@ -142,7 +142,7 @@ def test_captioned_shapes_deterministic_and_coloured(tmp_path):
         assert (ys.mean() < 16) == (words[6] == "top") and (xs.mean() < 16) == (words[7] == "left")
         assert not captioned_shapes.heldout_pair(attrs["shape"][i], attrs["colour"][i])  # train: seen pairs only
     _, test_attrs, _ = captioned_shapes.read_split(tmp_path, "test")
-    held = [captioned_shapes.heldout_pair(s, c) for s, c in zip(test_attrs["shape"], test_attrs["colour"])]
+    held = [captioned_shapes.heldout_pair(s, c) for s, c in zip(test_attrs["shape"], test_attrs["colour"], strict=True)]
     assert any(held)
     tok = captioned_shapes.CaptionTokenizer()
     ids = tok.encode(caps[0], 8)

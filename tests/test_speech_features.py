@@ -21,8 +21,12 @@ torch.set_num_threads(1)
 
 def _htk_reference(n_fft=512, n_mels=80, sr=16000):
     """Loop-by-loop HTK filterbank, written independently of the vectorised one."""
-    mel = lambda f: 2595.0 * math.log10(1.0 + f / 700.0)
-    inv = lambda m: 700.0 * (10 ** (m / 2595.0) - 1.0)
+    def mel(f):
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+
+    def inv(m):
+        return 700.0 * (10 ** (m / 2595.0) - 1.0)
+
     top = mel(sr / 2)
     edges = [inv(top * k / (n_mels + 1)) for k in range(n_mels + 2)]
     out = np.zeros((n_fft // 2 + 1, n_mels))

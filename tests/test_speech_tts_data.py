@@ -63,7 +63,9 @@ def test_synthesis_writes_16k_wavs_and_nemo_manifests(tmp_path):
     assert engines == {"espeak-ng", "flite"}
     # same seed -> byte-identical audio
     prepare_tts_speech(tmp_path / "b", cfg, seed=7, progress=False)
-    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
+    def digest(p):
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
     for split in SPLITS:
         for wav in sorted((tmp_path / "a" / split).glob("*.wav")):
             assert digest(wav) == digest(tmp_path / "b" / split / wav.name)

@@ -97,7 +97,7 @@ class WerResult:
 
 def _counts(refs: list[str], hyps: list[str], unit: str) -> tuple[ErrorCounts, list[tuple[int, int, int, int]]]:
     per_utt = []
-    for ref, hyp in zip(refs, hyps):
+    for ref, hyp in zip(refs, hyps, strict=True):
         if unit == "word":
             out = jiwer.process_words(ref, hyp) if hyp else None
             n_ref = len(ref.split())

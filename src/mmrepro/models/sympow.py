@@ -388,7 +388,7 @@ class SymPowTransformer(nn.Module):
 
     def step(self, idx: torch.Tensor, caches: list[dict[str, Any]]) -> torch.Tensor:
         x = self.embed(idx)
-        for blk, cache in zip(self.blocks, caches):
+        for blk, cache in zip(self.blocks, caches, strict=True):
             x = blk(x, cache)
         return self.head(self.ln_f(x))
 

@@ -117,7 +117,7 @@ class SymPow(Paper):
             if rng is not None:
                 docs = rng.integers(0, arr.shape[0], size=n)
                 starts = rng.integers(0, arr.shape[1] - length + 1, size=n)
-                return np.stack([LongCrawl64.batch(arr, int(d), 1, int(s), length)[0] for d, s in zip(docs, starts)])
+                return np.stack([LongCrawl64.batch(arr, int(d), 1, int(s), length)[0] for d, s in zip(docs, starts, strict=True)])
             first = 0 if split == "test" else n  # heldout: test documents first, then val
             return LongCrawl64.batch(arr, first, n, 0, length)
         data, offsets = byte_corpus.read_split(data_dir, split)
@@ -233,7 +233,7 @@ class SymPow(Paper):
         fig, axes = plt.subplots(1, len(cfg.eval_multiples), figsize=(5 * len(cfg.eval_multiples), 4), sharey=True)
         axes = np.atleast_1d(axes)
         win = max(1, cfg.context // 16)
-        for ax, m in zip(axes, cfg.eval_multiples):
+        for ax, m in zip(axes, cfg.eval_multiples, strict=True):
             for (variant, mm), pos in curves.items():
                 if mm != m:
                     continue

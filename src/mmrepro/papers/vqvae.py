@@ -280,7 +280,7 @@ class VQVAEPaper(Paper):
         text = torch.tensor([tok.encode(c, TEXT_LEN) for c in captions], device=device)
         labels = {k: torch.from_numpy(v) for k, v in attrs.items()}
         heldout = torch.tensor([shapes_data.heldout_pair(int(s), int(c))
-                                for s, c in zip(attrs["shape"], attrs["colour"])])
+                                for s, c in zip(attrs["shape"], attrs["colour"], strict=True)])
         # the learned prior's code length on test images (vs log2 K under the uniform prior)
         codes = t2i.vqvae.encode(x).flatten(1)
         prior_bits = float(t2i.prior.loss(text, codes)) / math.log(2)
