@@ -25,8 +25,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
+def _one_thread():
+    """The models under test are tiny: one intra-op thread is fastest, and on a busy 2-core machine
+    two threads per process were measured 10-20x slower (OpenMP oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def copy_repo(dest: Path) -> Path:

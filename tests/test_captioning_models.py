@@ -14,14 +14,6 @@ from mmrepro.models.karpathy_alignment import KarpathyAlignment, KarpathyAlignme
 from mmrepro.models.multimodal_rnn import MultimodalRNN, MultimodalRNNConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread avoids OpenMP oversubscription on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 X, Y = 3, 4  # the two words of the toy language model below (V = 5)
 

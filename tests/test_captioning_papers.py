@@ -16,13 +16,6 @@ from mmrepro.papers.karpathy_alignment import Config as KarpathyConfig
 from mmrepro.papers.karpathy_alignment import KarpathyAlignment, _fragment_tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_prepare_flickr8k_from_karpathy_json(tmp_path):
     root = tmp_path / "images"

@@ -16,7 +16,6 @@ from mmrepro.data.audio_features import (
     spec_augment,
 )
 
-torch.set_num_threads(1)
 
 
 def _htk_reference(n_fft=512, n_mels=80, sr=16000):

@@ -10,18 +10,7 @@ from mmrepro.models.conformer import ConformerConfig, ConformerEncoder, RelPosMu
 from mmrepro.models.ctc import CTCHead, ctc_greedy
 from mmrepro.models.transducer import TransducerHead
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: one thread is fastest on a shared machine; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _n(m):
-    return sum(p.numel() for p in m.parameters())
+from .conftest import n_params
 
 
 @pytest.mark.parametrize(
@@ -33,7 +22,7 @@ def test_full_transducer_parameter_counts_match_table_1(size, published, exact):
     with torch.device("meta"):
         enc = ConformerEncoder(ConformerConfig.preset(size))
         head = TransducerHead.preset(size, enc.output_dim, vocab_size=1000)
-    total = _n(enc) + _n(head)
+    total = n_params(enc) + n_params(head)
     assert total == exact
     assert abs(total - published) / published < 0.02
 

@@ -16,18 +16,7 @@ from mmrepro.models.conformer import (
 )
 from mmrepro.models.fast_conformer import FastConformerConfig, FastConformerEncoder
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: one thread is fastest on a shared machine; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _n(m):
-    return sum(p.numel() for p in m.parameters())
+from .conftest import n_params
 
 
 def _masked_full_reference(att: RelPosMultiHeadAttention, x, mask, w, global_token):
@@ -94,8 +83,8 @@ def test_fast_conformer_l_structure_and_parameters():
     assert enc.layers[0].conv.depthwise.kernel_size == (9,)
     assert len(enc.layers) == 17 and enc.output_dim == 512
     # front end: 2,560 + 2 x (2,560 + 65,792) + 256 * 10 * 512 + 512 = 1,450,496; blocks: 17 x 6,312,448
-    assert _n(enc.front_end) == 1_450_496
-    assert _n(enc) == 108_762_112
+    assert n_params(enc.front_end) == 1_450_496
+    assert n_params(enc) == 108_762_112
 
 
 def _gmacs(model, t):

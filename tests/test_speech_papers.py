@@ -11,7 +11,6 @@ from mmrepro.config import load_params, paper_config
 from mmrepro.papers import get_paper
 from mmrepro.papers.common.speech import length_buckets, pad_targets
 
-torch.set_num_threads(1)
 needs_tts = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
                                reason="espeak-ng/flite not installed")
 

@@ -7,11 +7,7 @@ import torch
 
 from mmrepro.models.vsr_frontends import Conv3dResNetFrontEnd, LinearProjectionFrontEnd, VisualConformer, VSRConfig
 
-torch.set_num_threads(1)
-
-
-def _n(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from .conftest import n_params
 
 
 def conformer_block_params(d: int, kernel: int, ff_mult: int = 4) -> int:
@@ -40,7 +36,7 @@ def test_lp_front_end_shape_and_params():
     x = torch.randint(0, 256, (2, 7, 64 * 64), dtype=torch.uint8)
     y, lengths = fe(x, torch.tensor([7, 5]))
     assert y.shape == (2, 7, 96) and lengths.tolist() == [7, 5]
-    assert _n(fe) == 64 * 64 * 96 + 96
+    assert n_params(fe) == 64 * 64 * 96 + 96
     with pytest.raises(ValueError):
         fe(torch.zeros(2, 7, 100), torch.tensor([7, 7]))
 
@@ -57,7 +53,7 @@ def test_conv_front_end_shape_params_and_padding():
     # ResNet-18 trunk at w = 64 is torchvision's resnet18 without conv1/bn1/fc: 11,689,512 - 9,408 - 128 - 513,000
     assert resnet18_trunk_params(64) == 11_166_976
     stem = 1 * 4 * 5 * 7 * 7 + 2 * 4
-    assert _n(fe) == stem + resnet18_trunk_params(4) + (8 * 4 * 48 + 48)
+    assert n_params(fe) == stem + resnet18_trunk_params(4) + (8 * 4 * 48 + 48)
     with pytest.raises(ValueError):
         Conv3dResNetFrontEnd(8, 48)
 
@@ -92,9 +88,9 @@ def test_visual_conformer_shapes_loss_decode(head):
 def test_equal_encoder_for_both_front_ends():
     lp = VisualConformer(VSRConfig(frontend="lp", d_model=32, num_layers=2, num_heads=2, resnet_width=4))
     conv = VisualConformer(VSRConfig(frontend="conv", d_model=32, num_layers=2, num_heads=2, resnet_width=4))
-    assert _n(lp.encoder) - _n(lp.front_end) == _n(conv.encoder) - _n(conv.front_end)
-    assert _n(lp.encoder) - _n(lp.front_end) == 2 * conformer_block_params(32, 15)
-    assert _n(lp.head) == _n(conv.head)
+    assert n_params(lp.encoder) - n_params(lp.front_end) == n_params(conv.encoder) - n_params(conv.front_end)
+    assert n_params(lp.encoder) - n_params(lp.front_end) == 2 * conformer_block_params(32, 15)
+    assert n_params(lp.head) == n_params(conv.head)
 
 
 def test_full_config_parameter_count():
@@ -111,13 +107,13 @@ def test_full_config_parameter_count():
         model = VisualConformer(cfg)
         conv_model = VisualConformer(VSRConfig.full(frontend="conv"))
     assert conformer_block_params(1024, 32) == 25_231_360
-    assert _n(model.encoder) - _n(model.front_end) == 403_701_760
-    assert _n(model.front_end) == 4_195_328
-    assert _n(model.head) == 9_280 + 2_462_720 + 656_000 + 410_240 + 18_589
-    assert _n(model) == 411_453_917
+    assert n_params(model.encoder) - n_params(model.front_end) == 403_701_760
+    assert n_params(model.front_end) == 4_195_328
+    assert n_params(model.head) == 9_280 + 2_462_720 + 656_000 + 410_240 + 18_589
+    assert n_params(model) == 411_453_917
     # the conv baseline at the same encoder: stem 64*245 + 128, ResNet-18 trunk, 512 -> 1024 projection
-    assert _n(conv_model.front_end) == 15_808 + 11_166_976 + 525_312
-    assert _n(conv_model) - _n(model) == 11_708_096 - 4_195_328
+    assert n_params(conv_model.front_end) == 15_808 + 11_166_976 + 525_312
+    assert n_params(conv_model) - n_params(model) == 11_708_096 - 4_195_328
 
 
 def test_clip_normalisation_removes_static_appearance_and_ignores_padding():

@@ -11,7 +11,6 @@ from mmrepro.config import load_params, paper_config
 from mmrepro.papers import get_paper
 from mmrepro.papers.vsr_conformer import _bucketed_batches
 
-torch.set_num_threads(1)
 
 
 def test_bucketed_batches_cover_once_and_group_lengths():
