@@ -21,7 +21,7 @@ from mmrepro.data.shapes_scenes import read_split
 from mmrepro.models.attention_captioner import AttentionCaptioner as AttentionModel
 from mmrepro.models.attention_captioner import AttentionCaptionerConfig
 from mmrepro.papers.common import captioning as cap
-from mmrepro.papers.base import DataInfo, Result
+from mmrepro.papers.base import Result
 
 
 class Config(cap.CaptionDataConfig):
@@ -74,9 +74,6 @@ class AttentionCaptioner(cap.CaptionPaper):
     name = "attention_captioner"
     title = "Xu et al. 2015, Show, Attend and Tell (soft attention)"
     Config = Config
-
-    def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
-        return cap.prepare_captions(cfg, data_dir, seed)
 
     def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
         return AttentionModel(AttentionCaptionerConfig(

@@ -16,7 +16,7 @@ from mmrepro.data.shapes_scenes import read_split
 from mmrepro.models.geocapnet import GeoCapNet as GeoCapNetModel
 from mmrepro.models.geocapnet import GeoCapNetConfig
 from mmrepro.papers.common import captioning as cap
-from mmrepro.papers.base import DataInfo, Result
+from mmrepro.papers.base import Result
 
 GRAMMAR = "geocap"
 
@@ -34,8 +34,7 @@ class GeoCapNet(cap.CaptionPaper):
     title = "GeoCapNet: captioning geometric primitives (project notebook)"
     Config = Config
 
-    def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
-        return cap.prepare_captions(cfg, data_dir, seed, grammar=GRAMMAR)
+    grammar = GRAMMAR
 
     def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
         return GeoCapNetModel(GeoCapNetConfig(

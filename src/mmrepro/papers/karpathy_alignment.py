@@ -26,7 +26,7 @@ from mmrepro.models.karpathy_alignment import KarpathyAlignment as AlignmentMode
 from mmrepro.models.karpathy_alignment import KarpathyAlignmentConfig
 from mmrepro.models.multimodal_rnn import MultimodalRNN, MultimodalRNNConfig
 from mmrepro.papers.common import captioning as cap
-from mmrepro.papers.base import DataInfo, Result
+from mmrepro.papers.base import Result
 
 VARIANTS = ("align", "generate")
 
@@ -78,9 +78,6 @@ class KarpathyAlignment(cap.CaptionPaper):
     name = "karpathy_alignment"
     title = "Karpathy & Fei-Fei 2015, Deep Visual-Semantic Alignments"
     Config = Config
-
-    def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
-        return cap.prepare_captions(cfg, data_dir, seed)
 
     def variants(self, cfg: Config) -> list[str]:
         return list(cfg.variants)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -165,6 +165,11 @@ def dataset_label(cfg: CaptionDataConfig, grammar: str = "scenes") -> str:
 class CaptionPaper(Paper):
     """Training and validation shared by the captioners: one random reference per image per epoch,
     the model's own `loss(images, tokens)`, greedy exact match on the validation split."""
+
+    grammar: ClassVar[str] = "scenes"  # caption grammar of the synthetic shapes-scenes data
+
+    def prepare(self, cfg: CaptionDataConfig, data_dir: Path, seed: int) -> DataInfo:
+        return prepare_captions(cfg, data_dir, seed, grammar=self.grammar)
 
     def steps_per_epoch(self, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> int | None:
         return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == SYNTHETIC else None
