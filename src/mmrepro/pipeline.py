@@ -205,7 +205,6 @@ def evaluate(params: Params, name: str) -> dict:
                         .replace("/", "."): round(r["value"], 4) for r in rows if r["value"] is not None},
             "results": rows,
         }
-        write_json_atomic(out / "metrics.json", record)
     write_json_atomic(metrics_path, record)
     for seed in params.seeds:
         with open_run(params.mlflow.experiment, run_id=runs[str(seed)]):
