@@ -84,7 +84,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, layers: int | None) -> dict:
+def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, layers: int | None,
+                    precision: str = "fp32") -> dict:
     torch.manual_seed(0)
     over = {} if layers is None else {"num_layers": layers}
     models = {
@@ -96,7 +97,9 @@ def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, 
     lengths = torch.full((batch,), n, device=device)
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
-    with torch.no_grad():
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    with torch.no_grad(), torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
         for m in models.values():  # warm-up
             m(x, lengths)
         for _ in range(repeats):  # interleaved, side by side
@@ -113,7 +116,7 @@ def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, 
     on_cpu = not device.startswith("cuda")
     timed = best_cpu if on_cpu else best
     return {"device": device, "batch": batch, "clip_seconds": clip_seconds, "repeats": repeats,
-            "layers": layers or "paper (17)", "threads": torch.get_num_threads(),
+            "layers": layers or "paper (17)", "threads": torch.get_num_threads(), "precision": precision,
             "timing": "best of repeats; on CPU the ratio uses process CPU time (robust to other load)",
             "wall_seconds_per_batch": {k: round(v, 4) for k, v in best.items()},
             "cpu_seconds_per_batch": {k: round(v, 4) for k, v in best_cpu.items()},
@@ -259,7 +262,7 @@ def print_tables(res: dict) -> None:
               f"{r['ratio_valid_subsampling']} |")
     if "throughput" in res:
         t = res["throughput"]
-        print(f"\n## Encoder throughput, batch {t['batch']} x {t['clip_seconds']} s on {t['device']} "
+        print(f"\n## Encoder throughput, batch {t['batch']} x {t['clip_seconds']} s on {t['device']}, {t['precision']} "
               f"(layers: {t['layers']}, best of {t['repeats']}; published ratio 2.8x)")
         print("| encoder | wall s / batch | CPU s / batch | audio s / s |")
         print("|---|---:|---:|---:|")
@@ -294,6 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="throughput batch (default 1 on CPU, 128 on CUDA as the published A100 figures)")
     ap.add_argument("--clip-seconds", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="throughput forward in fp32 or under bf16 autocast (the trainer's CUDA precision)")
     ap.add_argument("--throughput-layers", type=int, default=None, help="encoder depth for throughput (default 17)")
     ap.add_argument("--minutes", type=float, nargs="+", default=None, help="lengths in minutes (default 1 2 4; more on a GPU)")
     ap.add_argument("--scaling-layers", type=int, default=1)
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
                  "environment": environment(a.device)}
     res["gmacs"] = gmacs_part([10.0] if a.quick else [10.0, 20.0, 30.0], a.gmacs_seconds)
     if "throughput" not in a.skip:
-        res["throughput"] = throughput_part(a.device, batch, clip, a.repeats, tp_layers)
+        res["throughput"] = throughput_part(a.device, batch, clip, a.repeats, tp_layers, a.precision)
     if "scaling" not in a.skip:
         res["scaling"] = scaling_part(a.device, minutes, a.scaling_layers, a.context, d_model, heads,
                                       max(2, a.repeats), full_max)
