@@ -14,6 +14,7 @@ from mmrepro.data.audio_features import (
     num_frames,
     resample,
     spec_augment,
+    vtlp,
 )
 
 
@@ -101,3 +102,28 @@ def test_resample_preserves_a_sine(orig):
     assert np.abs(y[200:-200] - ref[200:-200]).max() < 2e-3
     with pytest.raises(ValueError):
         resample(x, 0, 16000)
+
+
+def _tone(hz: float, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(16000 * seconds)) / 16000
+    return torch.sin(2 * math.pi * hz * t)
+
+
+def test_vtlp_identity_and_warp_moves_a_tone_like_a_higher_voice():
+    cfg = FbankConfig(normalize=False)
+    feats = torch.stack([log_mel(_tone(1000.0), cfg), log_mel(_tone(1000.0), cfg)])
+    warped = vtlp(feats, torch.tensor([1.0, 1.2]), cfg)
+    assert torch.allclose(warped[0], feats[0], atol=1e-3)  # alpha = 1 leaves the features alone
+    # alpha = 1.2 puts the 1 kHz tone's energy where a 1.2 kHz tone's is, not where the 1 kHz one was
+    peak = lambda f: int(f.mean(0).argmax())  # noqa: E731
+    assert peak(warped[1]) == peak(log_mel(_tone(1200.0), cfg)) != peak(feats[0])
+    # below the 4.8 kHz boundary the warp is f -> alpha f: a 0.9 warp brings 2 kHz to 1.8 kHz
+    low = vtlp(log_mel(_tone(2000.0), cfg)[None], torch.tensor([0.9]), cfg)[0]
+    assert peak(low) == peak(log_mel(_tone(1800.0), cfg))
+
+
+def test_vtlp_rejects_bad_input():
+    with pytest.raises(ValueError, match="feats"):
+        vtlp(torch.zeros(2, 5, 40), torch.ones(2))
+    with pytest.raises(ValueError, match="factors"):
+        vtlp(torch.zeros(2, 5, 80), torch.tensor([1.0, 0.0]))

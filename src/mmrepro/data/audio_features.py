@@ -154,6 +154,39 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor | None = None,
     return out
 
 
+def vtlp(feats: torch.Tensor, factors: torch.Tensor, cfg: FbankConfig = FbankConfig(),
+         boundary_hz: float = 4800.0) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly & Hinton 2013, "Vocal Tract Length Perturbation (VTLP)
+    improves speech recognition"), applied to log-mel features: utterance i's spectrum is warped
+    by factor alpha_i, f -> alpha f up to a boundary and piecewise-linearly above it so that the Nyquist
+    frequency maps to itself, by reading each output channel at the warped source frequency
+    (linear interpolation between the neighbouring channels). It simulates speakers with shorter or
+    longer vocal tracts (alpha in [0.9, 1.1] in the paper).
+
+    feats: (B, T, n_mels) features made with `cfg`; factors: (B,) warp factors alpha. Returns a new tensor.
+    """
+    if feats.dim() != 3 or feats.shape[2] != cfg.n_mels:
+        raise ValueError(f"feats must be (B, T, {cfg.n_mels}), got shape {tuple(feats.shape)}")
+    if factors.shape != (feats.shape[0],) or bool((factors <= 0).any()):
+        raise ValueError(f"factors must be ({feats.shape[0]},) positive warp factors")
+    nyquist = cfg.sample_rate / 2
+    f_max = cfg.f_max or nyquist
+    m_lo, m_hi = float(hz_to_mel(cfg.f_min)), float(hz_to_mel(f_max))
+    step = (m_hi - m_lo) / (cfg.n_mels + 1)
+    centres = torch.from_numpy(mel_to_hz(m_lo + step * np.arange(1, cfg.n_mels + 1))).float()  # (n_mels,)
+    inv = 1.0 / factors.float()[:, None]  # the source of output frequency f is warp(f, 1 / alpha)
+    edge = boundary_hz * torch.clamp(inv, max=1.0) / inv
+    upper = nyquist - (nyquist - edge * inv) / (nyquist - edge) * (nyquist - centres)
+    source = torch.where(centres <= edge, centres * inv, upper).clamp(cfg.f_min, f_max)
+    pos = ((2595.0 * torch.log10(1.0 + source / 700.0) - m_lo) / step - 1.0).clamp(0, cfg.n_mels - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=cfg.n_mels - 1)
+    w = (pos - lo).to(feats.dtype)[:, None, :]
+    t = feats.shape[1]
+    take = lambda idx: feats.gather(2, idx[:, None, :].expand(-1, t, -1))  # noqa: E731
+    return take(lo) * (1 - w) + take(hi) * w
+
+
 def resample(wave: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int,
              lowpass_width: int = 16, rolloff: float = 0.95) -> torch.Tensor:
     """Band-limited (Hann-windowed sinc) resampling, as torchaudio's `sinc_interp_hann`.

@@ -27,7 +27,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mmrepro.data.audio_features import FbankConfig, SpecAugmentConfig, load_audio, log_mel, spec_augment
+from mmrepro.data.audio_features import (FbankConfig, SpecAugmentConfig, load_audio, log_mel, spec_augment,
+                                         vtlp)
 from mmrepro.data.pocketsphinx_real import DATASET as PSR_DATASET
 from mmrepro.data.pocketsphinx_real import prepare_pocketsphinx_real
 from mmrepro.data.tokenizer import CharTokenizer, SentencePieceTokenizer, load_tokenizer
@@ -78,6 +79,8 @@ class SpeechConfig(TrainConfig):
     freq_width: int = Field(default=27, ge=0)
     time_masks: int = Field(default=10, ge=0)
     time_ratio: float = Field(default=0.05, ge=0, le=1)
+    # VTLP (not in the paper): per-utterance spectral warp factor drawn from [1 - vtlp, 1 + vtlp]
+    vtlp: float = Field(default=0.0, ge=0, lt=0.5, description="0 = off (the paper); 0.1 = Jaitly & Hinton")
     # evaluation
     max_symbols: int = Field(default=10, ge=1, description="transducer greedy: max emissions per frame")
     val_utterances: int = Field(default=100, ge=1, description="dev utterances scored after each epoch")
@@ -281,6 +284,9 @@ class SpeechPaper(Paper):
         aug = SpecAugmentConfig(cfg.freq_masks, cfg.freq_width, cfg.time_masks, cfg.time_ratio)
         for idx in length_buckets(data.lengths.tolist(), cfg.batch_size, rng):
             feats, lengths = data.batch(idx)
+            if cfg.vtlp:
+                factors = 1 + cfg.vtlp * (2 * torch.rand(len(idx), generator=gen) - 1)
+                feats = vtlp(feats, factors, _fbank())
             if cfg.spec_augment:
                 feats = spec_augment(feats, lengths, aug, generator=gen)
             targets, target_lens = pad_targets([tok.encode(data.texts[i]) for i in idx])
