@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mmrepro.metrics.wer import espnet_table, normalize_text, save_hypotheses, score
+from mmrepro.metrics.wer import espnet_table, normalize_text, paired_bootstrap, save_hypotheses, score
 
 
 def test_normalisation_rules():
@@ -53,3 +53,20 @@ def test_bad_inputs():
         score(["..."], ["a"])
     with pytest.raises(ValueError):
         espnet_table({}, unit="phone")
+
+
+def test_paired_bootstrap_interval():
+    refs = ["one two three four"] * 20
+    same = score(refs, refs)
+    assert paired_bootstrap(same, same)["ci95"] == [0.0, 0.0]
+    # a misses one word in every utterance, b in none: 25 points worse in every resample
+    worse = score(refs, ["one two three"] * 20)
+    r = paired_bootstrap(worse, same)
+    assert r["difference"] == pytest.approx(25.0) and r["ci95"] == [25.0, 25.0] and r["p_b_better"] == 1.0
+    # one error each, in different utterances: a tie whose interval straddles 0
+    a = score(refs, ["one two three"] + refs[1:])
+    b = score(refs, refs[:10] + ["one two three"] + refs[11:])
+    t = paired_bootstrap(a, b)
+    assert t["difference"] == 0.0 and t["ci95"][0] < 0 < t["ci95"][1]
+    with pytest.raises(ValueError, match="same"):
+        paired_bootstrap(same, score(refs[:5], refs[:5]))

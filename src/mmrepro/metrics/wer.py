@@ -158,6 +158,24 @@ def espnet_table(results: dict[str, WerResult], unit: str = "word") -> str:
     return f"### {title}\n\n" + TABLE_HEADER + "\n" + "\n".join(rows) + "\n"
 
 
+def paired_bootstrap(a: WerResult, b: WerResult, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """WER(a) - WER(b) in points, with a 95% interval from the paired bootstrap over utterances (Bisani &
+    Ney 2004, "Bootstrap estimates for confidence intervals in ASR performance evaluation"): both systems
+    scored on the same utterances, which are resampled with replacement `resamples` times.
+    `p_b_better` is the share of resamples in which b's WER is below a's."""
+    if [u["ref"] for u in a.utterances] != [u["ref"] for u in b.utterances] or not a.utterances:
+        raise ValueError("paired bootstrap needs both systems scored on the same, non-empty references")
+    import numpy as np
+
+    err = lambda r: np.array([u["sub"] + u["del"] + u["ins"] for u in r.utterances], float)  # noqa: E731
+    words = np.array([u["words"] for u in a.utterances], float)
+    idx = np.random.default_rng(seed).integers(0, len(words), size=(resamples, len(words)))
+    diffs = 100 * (err(a)[idx].sum(1) - err(b)[idx].sum(1)) / words[idx].sum(1)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {"difference": 100 * (a.wer - b.wer), "ci95": [round(float(lo), 3), round(float(hi), 3)],
+            "p_b_better": float((diffs > 0).mean()), "resamples": resamples, "utterances": len(words)}
+
+
 def save_hypotheses(path: str | Path, result: WerResult) -> None:
     """Every utterance's reference, hypothesis and error counts as JSONL (atomic write)."""
     path = Path(path)

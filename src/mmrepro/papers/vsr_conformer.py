@@ -28,7 +28,7 @@ from pydantic import Field
 
 from mmrepro.data.synthetic_lips import LipsSpec, paired_sentences, write_corpus
 from mmrepro.data.tokenizer import CharTokenizer
-from mmrepro.metrics.wer import NORMALISATION, espnet_table, save_hypotheses, score
+from mmrepro.metrics.wer import NORMALISATION, espnet_table, paired_bootstrap, save_hypotheses, score
 from mmrepro.models.vsr_frontends import VisualConformer, VSRConfig
 from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
 
@@ -244,7 +244,7 @@ class VsrConformer(Paper):
         refs = [split.records[i]["text"] for i in idx]
         ids = [split.records[i]["id"] for i in idx]
         dataset = cfg.dataset
-        results, wers, tables = [], {}, {}
+        results, scored, tables = [], {}, {}
         for variant, model in models.items():
             hyps = self._decode(model, split, idx)
             res = score(refs, hyps, ids)
@@ -258,18 +258,24 @@ class VsrConformer(Paper):
                       "variant": variant, "higher_is_better": False}
             results.append(Result("wer", 100 * res.wer, **common, details=details))
             results.append(Result("cer", 100 * res.cer, **common, details={**details, "chars": res.chars.ref}))
-            wers[variant] = 100 * res.wer
+            scored[variant] = res
             for k in range(min(cfg.sample_videos, len(idx))):
                 _write_sample_gif(out_dir / f"sample_{variant}_{k}.gif", split.clip(idx[k]), refs[k], hyps[k],
                                   f"{variant}: {ids[k]}")
         (out_dir / "results_table.md").write_text(espnet_table(tables) + "\n" + espnet_table(tables, unit="char"))
-        if "lp" in wers and "conv" in wers:
-            diff = wers["lp"] - wers["conv"]
+        if "lp" in scored and "conv" in scored:
+            # the claim holds unless LP is worse beyond chance: the paired bootstrap's 95% interval of
+            # WER(lp) - WER(conv) over the same test clips lies above 0
+            boot = paired_bootstrap(scored["lp"], scored["conv"])
             results.append(Result(
-                "wer_lp_minus_conv", diff, dataset=dataset, split="test", n_samples=len(idx), scale="x100",
-                variant="lp-vs-conv", higher_is_better=False,
-                details={"claim": CLAIM, "wer_lp": wers["lp"], "wer_conv": wers["conv"],
-                         "agrees_with_claim": bool(diff <= 0.0),
+                "wer_lp_minus_conv", boot["difference"], dataset=dataset, split="test", n_samples=len(idx),
+                scale="x100", variant="lp-vs-conv", higher_is_better=False,
+                details={"claim": CLAIM, "wer_lp": 100 * scored["lp"].wer, "wer_conv": 100 * scored["conv"].wer,
+                         "ci95": boot["ci95"], "p_conv_better": boot["p_b_better"],
+                         "interval": f"paired bootstrap over the test clips, {boot['resamples']} resamples "
+                                     "(Bisani & Ney 2004)",
+                         "agrees_with_claim": bool(boot["ci95"][0] <= 0.0),
+                         "agreement_rule": "LP not worse than conv beyond the 95% interval (its lower end <= 0)",
                          "encoder": f"same Conformer ({cfg.num_layers} layers, d={cfg.d_model}) for both"},
             ))
         return results
