@@ -13,7 +13,8 @@ SentencePiece model), and for the small corpora `features_<split>.pt`: 80-dim lo
 (`mmrepro.data.audio_features`), float16, concatenated along time with per-utterance lengths, so
 training does not recompute them. LibriSpeech features are computed on the fly from the FLACs.
 Training batches are length-bucketed (utterances of similar length together, batch order shuffled
-from (seed, epoch)) and SpecAugmented as in the Conformer paper.
+from (seed, epoch)), optionally VTLP-warped (`vtlp`, off by default) and SpecAugmented as in the
+Conformer paper (mask counts and widths configurable).
 """
 
 from __future__ import annotations
