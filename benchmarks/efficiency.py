@@ -97,9 +97,8 @@ def throughput_part(device: str, batch: int, clip_seconds: float, repeats: int, 
     lengths = torch.full((batch,), n, device=device)
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
-    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    with torch.no_grad(), torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    bf16 = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.no_grad(), bf16:
         for m in models.values():  # warm-up
             m(x, lengths)
         for _ in range(repeats):  # interleaved, side by side

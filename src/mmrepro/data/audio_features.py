@@ -178,7 +178,8 @@ def vtlp(feats: torch.Tensor, factors: torch.Tensor, cfg: FbankConfig = FbankCon
     edge = boundary_hz * torch.clamp(inv, max=1.0) / inv
     upper = nyquist - (nyquist - edge * inv) / (nyquist - edge) * (nyquist - centres)
     source = torch.where(centres <= edge, centres * inv, upper).clamp(cfg.f_min, f_max)
-    pos = ((2595.0 * torch.log10(1.0 + source / 700.0) - m_lo) / step - 1.0).clamp(0, cfg.n_mels - 1)
+    source_mel = torch.from_numpy(hz_to_mel(source.numpy())).float()
+    pos = ((source_mel - m_lo) / step - 1.0).clamp(0, cfg.n_mels - 1)
     lo = pos.floor().long()
     hi = (lo + 1).clamp(max=cfg.n_mels - 1)
     w = (pos - lo).to(feats.dtype)[:, None, :]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
 
 NORMALISATION = (
     "NFKC; lowercase; punctuation (Unicode P*) -> space except an apostrophe between letters; "
@@ -165,14 +166,12 @@ def paired_bootstrap(a: WerResult, b: WerResult, resamples: int = 2000, seed: in
     `p_b_better` is the share of resamples in which b's WER is below a's."""
     if [u["ref"] for u in a.utterances] != [u["ref"] for u in b.utterances] or not a.utterances:
         raise ValueError("paired bootstrap needs both systems scored on the same, non-empty references")
-    import numpy as np
-
     err = lambda r: np.array([u["sub"] + u["del"] + u["ins"] for u in r.utterances], float)  # noqa: E731
     words = np.array([u["words"] for u in a.utterances], float)
     idx = np.random.default_rng(seed).integers(0, len(words), size=(resamples, len(words)))
     diffs = 100 * (err(a)[idx].sum(1) - err(b)[idx].sum(1)) / words[idx].sum(1)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"difference": 100 * (a.wer - b.wer), "ci95": [round(float(lo), 3), round(float(hi), 3)],
+    return {"difference": 100 * a.wer - 100 * b.wer, "ci95": [round(float(lo), 3), round(float(hi), 3)],
             "p_b_better": float((diffs > 0).mean()), "resamples": resamples, "utterances": len(words)}
 
 
