@@ -43,6 +43,10 @@ def test_voice_split_is_disjoint():
     jobs = plan(TTSConfig(n_train=200, n_dev=20, n_test=50), seed=1)
     assert {u.speaker for u in jobs["test"]} <= sets[2]
     assert {u.speaker for u in jobs["train"]} <= sets[0]
+    # flite's two US-English clustergen voices: rms trains, slt tests; dev is espeak-only
+    assert "flite:rms" in sets[0] and FLITE_VOICES["dev"] == []
+    assert {u.engine for u in jobs["dev"]} == {"espeak-ng"}
+    assert {u.engine for u in jobs["test"]} == {"espeak-ng", "flite"}
 
 
 @needs_tts
