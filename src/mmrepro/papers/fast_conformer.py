@@ -4,7 +4,9 @@ Speech Recognition", ASRU 2023, arXiv 2305.05084), CTC and transducer variants.
 The encoder is `mmrepro.models.fast_conformer.FastConformerEncoder` (8x depthwise-separable
 subsampling with 256 channels, conv kernel 9, full or limited-context attention with one global token).
 Full profile: Fast-Conformer-L on LibriSpeech; smoke/cpu: a "tiny" width/depth of the same
-architecture on `tts-speech`. Besides WER, `evaluate` reports the paper's efficiency headline, the
+architecture on `tts-speech`. Departures on cpu (params.yaml): the transducer only, on characters (CTC
+runs in smoke/full; char CTC cannot align to 8x frames), and the Conformer's cpu augmentation (2 time
+masks, VTLP). Besides WER, `evaluate` reports the paper's efficiency headline, the
 encoder GMACs of Conformer-L and Fast-Conformer-L and their ratio (published 143.2 / 48.7 = 2.94),
 from `mmrepro.metrics.efficiency.gmacs_results` (torch's FlopCounterMode on the meta device, one 30 s
 utterance; NeMo's Conformer-L baseline as in the paper).
