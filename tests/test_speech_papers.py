@@ -77,10 +77,16 @@ def test_paper_prepare_train_step_evaluate(tmp_path, name):
         r = rows[(variant, "wer", "tts-speech", "test-unseen-voices")]
         assert r.n_samples == 3 and r.scale == "x100" and not r.higher_is_better and r.value >= 0
         assert r.details["snt"] == 3 and "lowercase" in r.details["normalisation"]
+        # per unseen voice: the test speakers of the manifest, 3 utterances in all
+        per_speaker = r.details["per_speaker_wer"]
+        test_speakers = {json.loads(x)["speaker"] for x in (data / "test.jsonl").read_text().splitlines()}
+        assert set(per_speaker) == test_speakers and all(0 <= v for v in per_speaker.values())
         assert rows[(variant, "wer", "pocketsphinx-real", "test")].details["wrd"] == 96
         hyp = [json.loads(x) for x in (out / f"hyp_{variant}_tts-speech_test-unseen-voices.jsonl").read_text().splitlines()]
         assert len(hyp) == 3 and {"ref", "hyp", "sub", "del", "ins"} <= set(hyp[0])
-    assert "| dataset | Snt | Wrd | Corr | Sub | Del | Ins | Err | S.Err |" in (out / "RESULTS.md").read_text()
+    results_md = (out / "RESULTS.md").read_text()
+    assert "| dataset | Snt | Wrd | Corr | Sub | Del | Ins | Err | S.Err |" in results_md
+    assert all(f"| transducer / tts-speech test-unseen-voices / {spk} |" in results_md for spk in test_speakers)
     if name == "fast_conformer":
         g = {r.variant: r for r in results if r.metric in ("gmacs_ratio", "encoder_gmacs")}
         assert abs(g["conformer_l/fast_conformer_l"].value / 2.94 - 1) < 0.10

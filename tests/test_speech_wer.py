@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mmrepro.metrics.wer import espnet_table, normalize_text, paired_bootstrap, save_hypotheses, score
+from mmrepro.metrics.wer import espnet_table, normalize_text, paired_bootstrap, save_hypotheses, score, score_by
 
 
 def test_normalisation_rules():
@@ -27,6 +27,19 @@ def test_hand_counted_word_errors():
     c = r.chars
     assert (c.ref, c.sub, c.dele, c.ins) == (36, 1, 4, 4)
     assert r.cer == pytest.approx(9 / 36)
+
+
+def test_score_by_group_recounts_each_group():
+    # the hand-counted utterances above, grouped: x = a + c (7 words, 1 sub + 1 del), y = b (3 words, 1 ins)
+    r = score(["The cat sat on the mat.", "ten of clubs", "go"], ["the cat sit on mat", "ten of clubs now", "GO"],
+              ids=["a", "b", "c"])
+    groups = score_by(r, ["x", "y", "x"])
+    assert list(groups) == ["x", "y"]
+    assert (groups["x"].words.ref, groups["x"].words.sub, groups["x"].words.dele) == (7, 1, 1)
+    assert groups["x"].wer == pytest.approx(2 / 7) and groups["y"].wer == pytest.approx(1 / 3)
+    assert [u["id"] for u in groups["x"].utterances] == ["a", "c"]
+    with pytest.raises(ValueError):
+        score_by(r, ["x", "y"])
 
 
 def test_empty_hypothesis_is_all_deletions():

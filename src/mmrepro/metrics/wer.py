@@ -149,6 +149,18 @@ TABLE_HEADER = ("| dataset | Snt | Wrd | Corr | Sub | Del | Ins | Err | S.Err |\
                 "|---|---|---|---|---|---|---|---|---|")
 
 
+def score_by(result: WerResult, groups: Sequence[str]) -> dict[str, WerResult]:
+    """`result`'s utterances re-scored per group (e.g. each utterance's speaker), groups in first-seen
+    order. Raises ValueError unless there is one group label per utterance."""
+    if len(groups) != len(result.utterances):
+        raise ValueError(f"{len(groups)} group labels for {len(result.utterances)} utterances")
+    members: dict[str, list[dict[str, Any]]] = {}
+    for group, utt in zip(groups, result.utterances, strict=True):
+        members.setdefault(group, []).append(utt)
+    return {g: score([u["raw_ref"] for u in us], [u["raw_hyp"] for u in us], ids=[u["id"] for u in us])
+            for g, us in members.items()}
+
+
 def espnet_table(results: dict[str, WerResult], unit: str = "word") -> str:
     """ESPnet RESULTS.md-style table, one row per set; `unit` "word" (WER) or "char" (CER; the
     Wrd column then counts characters)."""

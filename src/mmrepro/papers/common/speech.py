@@ -35,7 +35,7 @@ from mmrepro.data.pocketsphinx_real import prepare_pocketsphinx_real
 from mmrepro.data.tokenizer import CharTokenizer, SentencePieceTokenizer, load_tokenizer
 from mmrepro.data.tts_speech import DATASET as TTS_DATASET
 from mmrepro.data.tts_speech import TTSConfig, prepare_tts_speech, read_manifest, write_manifest
-from mmrepro.metrics.wer import NORMALISATION, WerResult, espnet_table, save_hypotheses, score
+from mmrepro.metrics.wer import NORMALISATION, WerResult, espnet_table, save_hypotheses, score, score_by
 from mmrepro.models.ctc import CTCHead
 from mmrepro.models.transducer import TransducerHead
 from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
@@ -326,6 +326,20 @@ class SpeechPaper(Paper):
             sets.append((PSR_DATASET, PSR_DATASET, "test"))
         return sets
 
+    @staticmethod
+    def _by_speaker(r: WerResult, data_dir: Path, split_name: str) -> dict[str, WerResult]:
+        """Per-speaker scores when the manifest names each utterance's speaker (tts-speech's unseen
+        voices: where the errors are), else {}."""
+        manifest = Path(data_dir) / f"{split_name}.jsonl"
+        if not manifest.is_file():
+            return {}
+        rows = read_manifest(manifest)
+        speaker = {row.get("utt_id"): row.get("speaker") for row in rows}
+        labels = [speaker.get(u["id"]) for u in r.utterances]
+        if any(label is None for label in labels):
+            return {}
+        return dict(sorted(score_by(r, labels).items()))
+
     def evaluate(self, models, cfg: SpeechConfig, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         tok = self.tokenizer(data_dir)
         results: list[Result] = []
@@ -336,12 +350,17 @@ class SpeechPaper(Paper):
                 hyps = self.transcribe(model, data, tok)
                 r = score(data.texts, hyps, ids=data.ids)
                 tables[f"{variant} / {dataset} {split}"] = r
+                by_speaker = self._by_speaker(r, data_dir, split_name)
+                for speaker, rs in by_speaker.items():
+                    tables[f"{variant} / {dataset} {split} / {speaker}"] = rs
                 save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
                 details = {"normalisation": NORMALISATION, "decoding": "greedy", "tokens": tok.kind,
                            "vocab_size": tok.vocab_size, "size": cfg.size, "snt": r.words.snt, "wrd": r.words.ref,
                            "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
                            "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
                            "hypotheses": f"hyp_{variant}_{dataset}_{split}.jsonl"}
+                if by_speaker:
+                    details["per_speaker_wer"] = {k: round(100 * v.wer, 2) for k, v in by_speaker.items()}
                 common = {"dataset": dataset, "split": split, "n_samples": r.words.snt, "scale": "x100",
                           "variant": variant, "higher_is_better": False, "details": details}
                 results.append(Result("wer", 100 * r.wer, **common))
