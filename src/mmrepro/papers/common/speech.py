@@ -125,7 +125,8 @@ def _save_features(rows: list[dict[str, Any]], path: Path) -> None:
     finally:
         torch.set_num_threads(threads)
     torch.save({"feats": torch.cat(feats).half(), "lengths": torch.tensor([f.shape[0] for f in feats]),
-                "texts": [r["text"] for r in rows], "ids": [r.get("utt_id", str(i)) for i, r in enumerate(rows)]},
+                "texts": [r["text"] for r in rows], "ids": [r.get("utt_id", str(i)) for i, r in enumerate(rows)],
+                "speakers": [r.get("speaker") for r in rows]},
                path)
 
 
@@ -139,11 +140,13 @@ class _FeatureSet:
             self.lengths = blob["lengths"]
             self._feats = torch.split(blob["feats"], self.lengths.tolist())
             self.texts, self.ids = blob["texts"], blob["ids"]
+            self.speakers = blob.get("speakers") or [None] * len(self.texts)
             self._rows = None
         else:
             self._rows = read_manifest(data_dir / f"{split}.jsonl")
             self.texts = [r["text"] for r in self._rows]
             self.ids = [r.get("utt_id", str(i)) for i, r in enumerate(self._rows)]
+            self.speakers = [r.get("speaker") for r in self._rows]
             # frames from the manifest duration (10 ms hop), for length bucketing without reading audio
             self.lengths = torch.tensor([int(r["duration"] * 100) + 1 for r in self._rows])
             self._feats = None
@@ -326,20 +329,6 @@ class SpeechPaper(Paper):
             sets.append((PSR_DATASET, PSR_DATASET, "test"))
         return sets
 
-    @staticmethod
-    def _by_speaker(r: WerResult, data_dir: Path, split_name: str) -> dict[str, WerResult]:
-        """Per-speaker scores when the manifest names each utterance's speaker (tts-speech's unseen
-        voices: where the errors are), else {}."""
-        manifest = Path(data_dir) / f"{split_name}.jsonl"
-        if not manifest.is_file():
-            return {}
-        rows = read_manifest(manifest)
-        speaker = {row.get("utt_id"): row.get("speaker") for row in rows}
-        labels = [speaker.get(u["id"]) for u in r.utterances]
-        if any(label is None for label in labels):
-            return {}
-        return dict(sorted(score_by(r, labels).items()))
-
     def evaluate(self, models, cfg: SpeechConfig, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         tok = self.tokenizer(data_dir)
         results: list[Result] = []
@@ -350,7 +339,8 @@ class SpeechPaper(Paper):
                 hyps = self.transcribe(model, data, tok)
                 r = score(data.texts, hyps, ids=data.ids)
                 tables[f"{variant} / {dataset} {split}"] = r
-                by_speaker = self._by_speaker(r, data_dir, split_name)
+                # per speaker when the manifest names every utterance's (tts-speech: where the errors are)
+                by_speaker = {} if None in data.speakers else dict(sorted(score_by(r, data.speakers).items()))
                 for speaker, rs in by_speaker.items():
                     tables[f"{variant} / {dataset} {split} / {speaker}"] = rs
                 save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
