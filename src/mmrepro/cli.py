@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 
 from mmrepro.config import Params, ParamsError, load_params
+from mmrepro.datasets import DatasetError
 
 
 def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: int = 1) -> None:
@@ -23,4 +24,7 @@ def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: i
         body(params, args)
     except ParamsError as exc:
         print(f"params.yaml: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except DatasetError as exc:  # a missing or non-official external dataset: one line, not a traceback
+        print(f"dataset: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mmrepro.datasets import DatasetSettings
 from mmrepro.papers import REGISTRY, get_paper
 from mmrepro.papers.base import TrainConfig
 
@@ -31,10 +32,20 @@ class MlflowParams(BaseModel):
     # sqlite:///<repo>/mlflow.db, so that changing servers never invalidates DVC's cache.
 
 
+class DatasetsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: str = Field(default="datasets", min_length=1, description="external datasets; $MMREPRO_DATASETS overrides")
+    identity: Literal["strict", "warn"] = Field(
+        default="strict", description="strict: a split unlike the official release stops prepare; warn: go on")
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     profile: Profile
+    run: list[str] | None = Field(default=None, min_length=1, description="papers to run; null = all")
+    datasets: DatasetsParams = DatasetsParams()
     seeds: list[int] = Field(min_length=1, description="training seeds; one MLflow run each")
     data_seed: int = Field(ge=0, description="seed of data generation and splits")
     mlflow: MlflowParams
@@ -70,6 +81,11 @@ def validate_params(raw: Any) -> Params:
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(_first_error(exc)) from None
+    for name in params.run or []:
+        if name not in params.papers:
+            raise ParamsError(f"run: {name!r} is not a paper under papers: (have: {', '.join(params.papers)})")
+    if params.run is not None and len(set(params.run)) != len(params.run):
+        raise ParamsError("run: papers must be distinct")
     for name, profiles in params.papers.items():
         if name not in REGISTRY:
             raise ParamsError(f"papers.{name}: unknown paper (known: {', '.join(sorted(REGISTRY))})")
@@ -81,6 +97,15 @@ def validate_params(raw: Any) -> Params:
                 raise ParamsError(f"papers.{name}.{profile}: missing key")
             paper_config(params, name, profile)
     return params
+
+
+def selected_papers(params: Params) -> list[str]:
+    """The papers this run covers: `run:` when given, else every paper in params.yaml, in file order."""
+    return list(params.run) if params.run is not None else list(params.papers)
+
+
+def dataset_settings(params: Params) -> DatasetSettings:
+    return DatasetSettings.resolve(params.datasets.root, params.datasets.identity)
 
 
 def paper_config(params: Params, name: str, profile: str | None = None) -> TrainConfig:

@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 import torch
 
-from mmrepro.config import Params, paper_config
+from mmrepro.config import Params, dataset_settings, paper_config
 from mmrepro.environment import environment, fingerprint_dir, pick_device
 from mmrepro.fileio import atomic_dir, write_json_atomic
 from mmrepro.papers import get_paper
@@ -46,7 +46,7 @@ def read_info(name: str) -> dict:
 
 
 def prepare(params: Params, name: str) -> DataInfo:
-    paper, cfg = get_paper(name), paper_config(params, name)
+    paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     with atomic_dir(data_dir(name)) as tmp:
         seed_everything(params.data_seed)
         info = paper.prepare(cfg, tmp, params.data_seed)

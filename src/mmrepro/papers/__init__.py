@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 
+from mmrepro.datasets import DatasetSettings
 from mmrepro.papers.base import Paper
 
 REGISTRY: dict[str, str] = {
@@ -25,9 +26,9 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def get_paper(name: str) -> Paper:
+def get_paper(name: str, datasets: DatasetSettings | None = None) -> Paper:
     if name not in REGISTRY:
         raise KeyError(f"unknown paper {name!r}; known: {', '.join(sorted(REGISTRY))}")
     module_name, cls_name = REGISTRY[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls()
+    return cls(datasets)

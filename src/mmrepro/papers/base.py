@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmrepro.datasets import DatasetSettings
+
 
 class TrainConfig(BaseModel):
     """Fields the training loop reads; every paper's config extends this."""
@@ -50,6 +52,9 @@ class DataInfo:
     dataset: str
     splits: dict[str, int]  # split name -> number of examples
     details: dict[str, Any] = field(default_factory=dict)
+    # "<dataset>/<split>" -> {"n", "sha256"} of each evaluated split (mmrepro.datasets.split_identity):
+    # the report's identity check compares it with references/datasets.yaml
+    identity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class Paper(ABC):
     name: ClassVar[str]  # registry key, also the params.yaml key and the DVC stage suffix
     title: ClassVar[str]  # "Gulati et al. 2020, Conformer"
     Config: ClassVar[type[TrainConfig]]  # per-profile config schema
+
+    def __init__(self, datasets: DatasetSettings | None = None) -> None:
+        self.datasets = datasets or DatasetSettings()  # where external datasets live (full profile)
 
     @abstractmethod
     def prepare(self, cfg: TrainConfig, data_dir: Path, seed: int) -> DataInfo:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlflow
 
-from mmrepro.config import Params
+from mmrepro.config import Params, selected_papers
 from mmrepro.environment import environment
 from mmrepro.report.comparison import compare
 from mmrepro.report.references import load_references
@@ -18,7 +18,7 @@ from mmrepro.tracking import open_run, run_tags, tracking_uri
 
 def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, Path]:
     rows, notes = [], []
-    for name in params.papers:
+    for name in selected_papers(params):
         path = Path("reports/metrics") / f"{name}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: run `dvc repro evaluate@{name}` first")
@@ -37,6 +37,6 @@ def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, P
                   tags=run_tags("report", {"profile": params.profile})):
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="report")
-        mlflow.log_param("papers", ",".join(params.papers))
+        mlflow.log_param("papers", ",".join(selected_papers(params)))
     print(f"wrote {', '.join(str(p) for p in paths.values())} ({len(rows)} rows)")
     return paths
