@@ -97,6 +97,7 @@ def train(params: Params, name: str) -> dict[int, str]:
     info = read_info(name)
     device = pick_device()
     runs: dict[int, str] = {}
+    training: dict[str, dict] = {}  # "seed<k>/<variant>" -> how far training went (for the verdict)
     with atomic_dir(artifacts_dir(name)) as out, atomic_dir(Path("reports/plots") / name) as plots:
         for seed in params.seeds:
             ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
@@ -127,6 +128,8 @@ def train(params: Params, name: str) -> dict[int, str]:
                     )
                     buffer.flush()
                     histories[variant] = history
+                    training[f"seed{seed}/{variant}"] = {"completed": history.completed, "epochs": history.epochs_done,
+                                                         "optimizer_steps": history.optimizer_steps}
                     (out / f"seed{seed}").mkdir(exist_ok=True)
                     weights = out / f"seed{seed}" / f"{variant}.pt"
                     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
@@ -138,7 +141,8 @@ def train(params: Params, name: str) -> dict[int, str]:
                 _curve_png(png, f"{name} ({params.profile}, seed {seed})", histories)
                 mlflow.log_artifact(str(png), artifact_path="plots")
                 runs[seed] = run_id
-        write_json_atomic(out / "runs.json", {"tracking_uri": tracking_uri(), "runs": {str(k): v for k, v in runs.items()}})
+        write_json_atomic(out / "runs.json", {"tracking_uri": tracking_uri(), "runs": {str(k): v for k, v in runs.items()},
+                                              "training": training})
     return runs
 
 
@@ -167,7 +171,8 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
 def evaluate(params: Params, name: str) -> dict:
     paper, cfg = get_paper(name), paper_config(params, name)
     info = read_info(name)
-    runs = json.loads((artifacts_dir(name) / "runs.json").read_text())["runs"]
+    trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
+    runs = trained["runs"]
     device = pick_device()
     per_seed: dict[int, list[Result]] = {}
     metrics_path = Path("reports/metrics") / f"{name}.json"
@@ -198,6 +203,9 @@ def evaluate(params: Params, name: str) -> dict:
         record = {
             "paper": name, "title": paper.title, "profile": params.profile, "seeds": params.seeds,
             "dataset": info["dataset"], "splits": info["splits"], "data_fingerprint": info["fingerprint"],
+            # what the report's verdict checks: the test sets' identity, the recipe, how far training went
+            "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"),
+            "departures": paper.departures(cfg), "training": trained.get("training", {}),
             **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
             "mlflow_runs": runs,
             # flat view for `dvc metrics show`

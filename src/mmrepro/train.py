@@ -1,7 +1,9 @@
 """The one training loop every paper uses.
 
-Seeds python/numpy/torch, runs on CUDA when present (bf16 autocast there) else CPU, shows tqdm
-progress, logs per-step loss and per-epoch validation metrics to MLflow, and checkpoints every epoch.
+Seeds python/numpy/torch, runs on CUDA when present (bf16 autocast there unless the recipe says fp32)
+else CPU, builds the recipe's optimizer and LR schedule (`TrainConfig`, per variant), accumulates
+gradients over `accumulation` micro-batches per optimizer step, shows tqdm progress, logs the loss of
+every optimizer step and per-epoch validation metrics to MLflow, and checkpoints every epoch.
 A checkpoint resumes training only when it was written for the same config fingerprint (paper,
 variant, seed, resolved config, data); anything else starts from scratch. Each epoch reseeds from
 (seed, epoch), so a resumed run follows the same batches as an uninterrupted one.
@@ -51,18 +53,42 @@ def config_fingerprint(paper: str, variant: str, seed: int, cfg: TrainConfig, da
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def lr_lambda(warmup: int, total: int | None):
-    """Linear warm-up, then cosine decay to zero over `total` steps (constant when total is unknown)."""
+def lr_lambda(warmup: int, total: int | None, schedule: str = "cosine", min_ratio: float = 0.0,
+              steps_per_epoch: int | None = None, decay_every: int = 1, decay_rate: float = 1.0):
+    """LR factor per optimizer step: linear warm-up, then
+    cosine     cosine decay to `min_ratio` over `total` steps (constant when total is unknown),
+    noam       the Transformer schedule (Vaswani et al. 2017, 5.3) scaled to peak 1 at `warmup`:
+               min((s+1)/warmup, sqrt(warmup/(s+1))), as Gulati et al. 2020 (3.2) use it,
+    step       x decay_rate every `decay_every` epochs (needs steps_per_epoch),
+    constant   1."""
+    if schedule == "step" and not steps_per_epoch:
+        raise ValueError("the step schedule needs the number of steps per epoch")
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
-        if not total or total <= warmup:
+        if schedule == "noam":
+            return math.sqrt(max(warmup, 1) / (step + 1))
+        if schedule == "step":
+            return decay_rate ** ((step // steps_per_epoch) // decay_every)
+        if schedule == "constant" or not total or total <= warmup:
             return 1.0
         progress = min(1.0, (step - warmup) / (total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The recipe's optimizer over all parameters."""
+    params = model.parameters()
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, eps=cfg.eps, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 @dataclass
@@ -70,6 +96,13 @@ class TrainHistory:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (global step, loss)
     validation: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch, with "epoch", "step"
     resumed_from_epoch: int = 0
+    epochs_done: int = 0
+    optimizer_steps: int = 0
+    capped: bool = False  # a max_steps / max_steps_per_epoch cap cut training short
+
+    @property
+    def completed(self) -> bool:
+        return not self.capped
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -77,6 +110,15 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def _optimizer_step(model, optimizer, scheduler, cfg: TrainConfig, step: int) -> int:
+    if cfg.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step + 1
 
 
 def train_variant(
@@ -92,17 +134,20 @@ def train_variant(
 ) -> tuple[torch.nn.Module, TrainHistory]:
     """Train one variant of `paper` to completion (resuming from `checkpoint_path` if it matches)."""
     device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    cfg = cfg.recipe_for(variant)
     seed_everything(seed)
     model = paper.build_model(cfg, data_dir, variant).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = paper.steps_per_epoch(cfg, data_dir, variant)
-    if steps is not None and cfg.max_steps_per_epoch is not None:
-        steps = min(steps, cfg.max_steps_per_epoch)
+    optimizer = build_optimizer(model, cfg)
+    batches_per_epoch = paper.steps_per_epoch(cfg, data_dir, variant)
+    if batches_per_epoch is not None and cfg.max_steps_per_epoch is not None:
+        batches_per_epoch = min(batches_per_epoch, cfg.max_steps_per_epoch)
+    steps = -(-batches_per_epoch // cfg.accumulation) if batches_per_epoch else None  # optimizer steps / epoch
     total = steps * cfg.epochs if steps else None
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(
+        cfg.warmup_steps, total, cfg.schedule, cfg.min_lr_ratio, steps, cfg.decay_every, cfg.decay_rate))
     fingerprint = config_fingerprint(paper.name, variant, seed, cfg, data_fingerprint)
     history = TrainHistory()
-    start_epoch, step = 0, 0
+    start_epoch, step, micro = 0, 0, 0
 
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
@@ -110,41 +155,51 @@ def train_variant(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            start_epoch, step = int(state["epoch"]), int(state["step"])
+            start_epoch, step, micro = int(state["epoch"]), int(state["step"]), int(state.get("micro", 0))
             history.losses = [(int(s), float(v)) for s, v in state["losses"].tolist()]
             history.validation = json.loads(state["validation"])
+            history.capped = bool(state.get("capped", False))
             history.resumed_from_epoch = start_epoch
             print(f"[{paper.name}/{variant}] resuming from epoch {start_epoch} ({checkpoint_path})")
         else:
             print(f"[{paper.name}/{variant}] checkpoint {checkpoint_path} is for another config; starting fresh")
 
-    use_bf16 = device.type == "cuda"
+    use_bf16 = device.type == "cuda" and cfg.precision == "bf16"
     prefix = "" if variant == "main" else variant
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(seed * 100_003 + epoch)
         model.train()
         batches = paper.train_batches(cfg, data_dir, variant, epoch, seed)
-        bar = tqdm(batches, total=steps, desc=f"{paper.name}/{variant} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        bar = tqdm(batches, total=batches_per_epoch, desc=f"{paper.name}/{variant} epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False)
+        pending, pending_loss = 0, 0.0
         for i, batch in enumerate(bar):
             if cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch:
+                history.capped = True
+                break
+            if cfg.max_steps is not None and micro >= cfg.max_steps:
+                history.capped = True
                 break
             batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = paper.training_step(model, batch, variant)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{paper.name}/{variant}: loss is {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            value = float(loss.detach())
-            history.losses.append((step, value))
+            (loss / cfg.accumulation).backward()  # gradients of the mean over the accumulated micro-batches
+            micro, pending = micro + 1, pending + 1
+            pending_loss += float(loss.detach())
+            if pending == cfg.accumulation:
+                step = _optimizer_step(model, optimizer, scheduler, cfg, step)
+                value, pending, pending_loss = pending_loss / pending, 0, 0.0
+                history.losses.append((step - 1, value))
+                if metrics is not None:
+                    metrics.log(metric_key(prefix, "train_loss"), value, step - 1)
+                bar.set_postfix(loss=f"{value:.4f}")
+        if pending:  # the epoch's last, shorter accumulation group
+            step = _optimizer_step(model, optimizer, scheduler, cfg, step)
+            history.losses.append((step - 1, pending_loss / pending))
             if metrics is not None:
-                metrics.log(metric_key(prefix, "train_loss"), value, step)
-            bar.set_postfix(loss=f"{value:.4f}")
-            step += 1
+                metrics.log(metric_key(prefix, "train_loss"), pending_loss / pending, step - 1)
         bar.close()
 
         model.eval()
@@ -157,13 +212,16 @@ def train_variant(
             metrics.flush()
         shown = ", ".join(f"{k}={v:.4g}" for k, v in val.items())
         last = history.losses[-1][1] if history.losses else float("nan")
-        print(f"[{paper.name}/{variant}] epoch {epoch + 1}/{cfg.epochs} loss={last:.4f} {shown}", flush=True)
+        print(f"[{paper.name}/{variant}] seed {seed} epoch {epoch + 1}/{cfg.epochs} loss={last:.4f} {shown}",
+              flush=True)
         _save_checkpoint(
             checkpoint_path,
             {
                 "fingerprint": fingerprint,
                 "epoch": epoch + 1,
                 "step": step,
+                "micro": micro,
+                "capped": history.capped,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -171,5 +229,6 @@ def train_variant(
                 "validation": json.dumps(history.validation),
             },
         )
+    history.epochs_done, history.optimizer_steps = cfg.epochs, step
     model.eval()
     return model, history

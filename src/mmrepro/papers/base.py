@@ -23,26 +23,87 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmrepro.datasets import DatasetSettings
 
 
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "optimizer", "betas", "eps", "momentum", "weight_decay", "schedule",
+               "warmup_steps", "decay_every", "decay_rate", "min_lr_ratio", "accumulation", "precision", "grad_clip",
+               "max_steps_per_epoch", "max_steps")
+
+
 class TrainConfig(BaseModel):
-    """Fields the training loop reads; every paper's config extends this."""
+    """Fields the training loop reads (the training recipe); every paper's config extends this.
+
+    A recipe is the optimizer (`optimizer`, `lr`, `betas`, `eps`, `momentum`, `weight_decay`), the LR
+    schedule (`schedule`, `warmup_steps`, `decay_every`, `decay_rate`, `min_lr_ratio`), the effective batch
+    (`batch_size` per step x `accumulation`), the precision and the length (`epochs`, caps).
+    `variant_recipes` overrides any of these for one variant (a paper whose models train differently)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(gt=0, description="passes over the training set")
-    batch_size: int = Field(gt=0)
-    lr: float = Field(gt=0, description="peak learning rate (AdamW)")
-    weight_decay: float = Field(default=0.0, ge=0)
-    warmup_steps: int = Field(default=0, ge=0, description="linear warm-up, then cosine decay to 0")
+    epochs: int = Field(gt=0, le=100_000, description="passes over the training set")
+    batch_size: int = Field(gt=0, le=65_536, description="examples per forward/backward (micro-batch)")
+    lr: float = Field(gt=0, le=10.0, allow_inf_nan=False, description="peak learning rate")
+    optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
+    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="Adam/AdamW betas")
+    eps: float = Field(default=1e-8, gt=0, allow_inf_nan=False, description="Adam/AdamW/RMSprop epsilon")
+    momentum: float = Field(default=0.0, ge=0, lt=1, description="SGD/RMSprop momentum")
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False,
+                                description="decoupled (AdamW) or L2 (adam, sgd, rmsprop) weight decay")
+    schedule: Literal["cosine", "noam", "step", "constant"] = Field(
+        default="cosine", description="after linear warm-up: cosine to min_lr_ratio, inverse square root "
+                                      "(Transformer/Noam, peak lr at warmup_steps), step decay, or constant")
+    warmup_steps: int = Field(default=0, ge=0, description="linear warm-up in optimizer steps")
+    decay_every: int = Field(default=1, gt=0, description="step schedule: epochs between decays")
+    decay_rate: float = Field(default=1.0, gt=0, le=1, description="step schedule: lr factor per decay")
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine: final lr / peak lr")
+    accumulation: int = Field(default=1, gt=0, le=4096,
+                              description="micro-batches per optimizer step: effective batch = batch_size x this")
+    precision: Literal["bf16", "fp32"] = Field(default="bf16", description="autocast dtype on CUDA; CPU runs fp32")
     grad_clip: float | None = Field(default=1.0, gt=0, description="max global grad norm; null = off")
     max_steps_per_epoch: int | None = Field(default=None, gt=0, description="cap; null = whole set")
+    max_steps: int | None = Field(default=None, gt=0, description="cap on micro-batches in all; null = none")
+    variant_recipes: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-variant overrides of the recipe keys above")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError("betas must be in [0, 1)")
+        return betas
+
+    @field_validator("variant_recipes")
+    @classmethod
+    def _recipe_keys_only(cls, overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for variant, keys in overrides.items():
+            unknown = sorted(set(keys) - set(RECIPE_KEYS))
+            if unknown:
+                raise ValueError(f"{variant}: not recipe keys: {', '.join(unknown)} (recipe keys: {', '.join(RECIPE_KEYS)})")
+        return overrides
+
+    @model_validator(mode="after")
+    def _overrides_valid(self) -> TrainConfig:
+        for variant in self.variant_recipes:  # validate every override now, not when the variant trains
+            try:
+                self.recipe_for(variant)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ValueError(f"variant_recipes.{variant}.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return self
+
+    def recipe_for(self, variant: str) -> TrainConfig:
+        """This config with `variant`'s recipe overrides applied (validated)."""
+        overrides = self.variant_recipes.get(variant)
+        if not overrides:
+            return self
+        data = {**self.model_dump(), **overrides, "variant_recipes": {}}
+        return type(self).model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -127,6 +188,12 @@ class Paper(ABC):
     ) -> list[Result]:
         """Score the trained models on the test split(s); write predictions and other artifacts
         (sample predictions, per-example scores, images) into `out_dir`, which is logged to MLflow."""
+
+    def departures(self, cfg: TrainConfig) -> list[str]:
+        """Departures from the paper under `cfg` that change the published number (training data or
+        pretraining the paper had and we do not, a different decoder, a missing pretrained encoder).
+        Any of them makes every row of the paper `not comparable`. Default: none."""
+        return []
 
     def steps_per_epoch(self, cfg: TrainConfig, data_dir: Path, variant: str) -> int | None:
         """Batches per epoch when known (for the progress bar and the LR schedule)."""

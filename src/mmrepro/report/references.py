@@ -4,6 +4,7 @@ Schema of `references/<paper>.yaml`:
     short: "Gulati et al. 2020"      # how the table names the source
     citation: "Authors, Title, Venue Year (arXiv id)"
     note: "optional: why there is nothing to compare against, or how the entries were sourced"
+    recipe: {epochs: 100, ...}     # optional: the full profile's config as shipped = the paper's recipe
     claims:                        # optional: claims the paper makes without table values (plots);
       - "..."                      # listed under the report's notes, once, not on every row
     entries:                       # may be empty
@@ -20,7 +21,7 @@ Schema of `references/<paper>.yaml`:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,6 +48,10 @@ class References(BaseModel):
     note: str | None = None
     claims: list[str] = Field(default_factory=list)
     entries: list[PublishedEntry] = Field(default_factory=list)
+    # The paper's own training recipe in our config keys: the `full` profile as shipped in params.yaml
+    # (tests/test_recipes.py keeps the two equal). A run whose resolved config differs in any key is
+    # `not comparable: recipe differs (<keys>)`. Empty: the paper states no recipe we replicate.
+    recipe: dict[str, Any] = Field(default_factory=dict)
 
 
 def load_references(paper: str, root: Path = Path("references")) -> References:

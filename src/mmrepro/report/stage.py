@@ -10,14 +10,25 @@ import mlflow
 
 from mmrepro.config import Params, selected_papers
 from mmrepro.environment import environment
-from mmrepro.report.comparison import compare
-from mmrepro.report.references import load_references
+from mmrepro.datasets import load_identities
+from mmrepro.papers import get_paper
+from mmrepro.report.comparison import compare, recipe_check
+from mmrepro.report.references import References, load_references
 from mmrepro.report.render import environment_block, write_reports
 from mmrepro.tracking import open_run, run_tags, tracking_uri
 
 
+def paper_recipe(name: str, refs: References) -> dict | None:
+    """The paper's recipe from its references, resolved through the paper's config schema (defaults
+    filled in, as the metrics record the trained config); None when none is recorded."""
+    if not refs.recipe:
+        return None
+    return get_paper(name).Config.model_validate(refs.recipe).model_dump(mode="json")
+
+
 def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, Path]:
     rows, notes = [], []
+    identities = load_identities()
     for name in selected_papers(params):
         path = Path("reports/metrics") / f"{name}.json"
         if not path.is_file():
@@ -26,9 +37,12 @@ def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, P
         if metrics["profile"] != params.profile:
             raise ValueError(f"{path} is from profile {metrics['profile']!r}, params say {params.profile!r}")
         refs = load_references(name)
-        rows += compare(name, metrics, refs)
+        recipe = paper_recipe(name, refs)
+        rows += compare(name, metrics, refs, recipe, identities)
         notes.append(f"{name}: {metrics['title']} — our data: {metrics['dataset']} {metrics['splits']}; "
                      f"published: {refs.citation}" + (f" ({refs.note})" if refs.note else ""))
+        check = recipe_check(metrics, recipe)
+        notes.append(f"{name}: recipe {check.status}" + (f" — {'; '.join(check.problems)}" if check.problems else ""))
         notes += [f"{name}: published claim (no table value): {claim}" for claim in refs.claims]
     env = environment()
     block = environment_block(env, params.profile, params.seeds, tracking_uri())
