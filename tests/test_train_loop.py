@@ -121,3 +121,26 @@ def test_warmup_then_cosine_schedule():
     assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert f(8) == pytest.approx(0.5) and f(12) == pytest.approx(0.0)
     assert lr_lambda(0, None)(1000) == 1.0
+
+
+def test_accumulation_reaches_the_effective_batch_with_the_same_updates(tmp_path):
+    """4 micro-batches of 4 accumulated = one batch of 16: the same optimizer steps and weights (the toy's
+    shuffle is one permutation per epoch, so the micro-batches partition each big batch exactly)."""
+    paper = ToyRegression()
+    common = dict(epochs=2, lr=0.05, optimizer="sgd", schedule="constant", grad_clip=None)
+    big, h_big = train_variant(paper, ToyConfig(batch_size=16, **common), tmp_path, "main", 3, tmp_path / "a.pt",
+                               "abc", device=torch.device("cpu"))
+    acc, h_acc = train_variant(paper, ToyConfig(batch_size=4, accumulation=4, **common), tmp_path, "main", 3,
+                               tmp_path / "b.pt", "abc", device=torch.device("cpu"))
+    assert h_big.optimizer_steps == h_acc.optimizer_steps == 8
+    assert torch.allclose(big.weight, acc.weight, atol=1e-6) and torch.allclose(big.bias, acc.bias, atol=1e-6)
+    assert [s for s, _ in h_acc.losses] == list(range(8))
+
+
+def test_a_step_cap_marks_training_incomplete(tmp_path):
+    cfg = ToyConfig(epochs=3, batch_size=16, lr=0.05, max_steps=2)
+    _, history = train_variant(ToyRegression(), cfg, tmp_path, "main", 3, tmp_path / "c.pt", "abc",
+                               device=torch.device("cpu"))
+    assert history.capped and not history.completed and history.optimizer_steps == 2
+    _, full = _train(tmp_path, epochs=1, ckpt="d.pt")
+    assert full.completed and full.optimizer_steps == 4

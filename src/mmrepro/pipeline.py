@@ -93,7 +93,7 @@ def _curve_png(path: Path, title: str, histories: dict) -> None:
 
 def train(params: Params, name: str) -> dict[int, str]:
     """Train every variant for every seed; returns {seed: MLflow run id}."""
-    paper, cfg = get_paper(name), paper_config(params, name)
+    paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
     device = pick_device()
     runs: dict[int, str] = {}
@@ -169,7 +169,7 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
 
 
 def evaluate(params: Params, name: str) -> dict:
-    paper, cfg = get_paper(name), paper_config(params, name)
+    paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
     runs = trained["runs"]

@@ -1,11 +1,13 @@
 """CNN image encoder giving a grid of region features, shared by the captioning papers.
 
-Two backbones:
+Backbones:
   "small"     4 conv blocks (conv3x3-BN-ReLU, max-pool) sized for the 48x48 synthetic scenes;
   "resnet18" / "resnet34" / "resnet50"
-              torchvision ResNet (He et al. 2016, "Deep Residual Learning for Image Recognition"),
-              randomly initialised; pretrained weights only from a local state-dict file the user
-              names (`pretrained_path`), loaded with `weights_only=True` - never downloaded.
+              torchvision ResNet (He et al. 2016, "Deep Residual Learning for Image Recognition");
+  "vgg19"     torchvision VGG-19 up to conv5_4 (Simonyan & Zisserman 2015), the encoder of Show,
+              Attend and Tell: 14 x 14 x 512 annotation vectors at 224 px.
+The torchvision ones are randomly initialised; pretrained weights only from a local state-dict file the
+user names (`pretrained_path`), loaded with `weights_only=True` - never downloaded.
 The final feature map is average-pooled to `grid x grid` cells and projected to `dim`; the cells
 are the "regions" of Karpathy & Fei-Fei and the attention locations of Show, Attend and Tell.
 """
@@ -20,7 +22,8 @@ import torch.nn as nn
 import torchvision
 
 _RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
-ARCHS = ("small", *_RESNETS)
+_VGGS = {"vgg19": 512}  # conv5_4 after ReLU, before the last max-pool: 14 x 14 x 512 at 224 px (Xu et al. 2015)
+ARCHS = ("small", *_RESNETS, *_VGGS)
 # ImageNet statistics, used by every backbone so pretrained ResNets see what they expect.
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -40,7 +43,7 @@ class ImageEncoderConfig:
         if self.dim < 1 or self.grid < 1 or self.width < 1:
             raise ValueError(f"dim, grid and width must be >= 1, got {self.dim}, {self.grid}, {self.width}")
         if self.pretrained_path is not None and self.arch == "small":
-            raise ValueError("pretrained_path is only supported for the ResNet backbones")
+            raise ValueError("pretrained_path is only supported for the torchvision backbones")
 
 
 def _small_backbone(width: int) -> tuple[nn.Module, int]:
@@ -54,17 +57,29 @@ def _small_backbone(width: int) -> tuple[nn.Module, int]:
     return nn.Sequential(*layers), c_in
 
 
+def _load_pretrained(net: nn.Module, arch: str, pretrained_path: str | None, head: str) -> None:
+    """Load a local torchvision state dict (weights are never downloaded); the classifier head is skipped."""
+    if pretrained_path is None:
+        return
+    path = Path(pretrained_path)
+    if not path.is_file():
+        raise ValueError(f"pretrained_path {path} is not a file (weights are never downloaded; README: Pretrained encoders)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith(head)}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith(head)]:
+        raise ValueError(f"{path}: not a torchvision {arch} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _vgg_backbone(arch: str, pretrained_path: str | None) -> tuple[nn.Module, int]:
+    net = getattr(torchvision.models, arch)(weights=None)
+    _load_pretrained(net, arch, pretrained_path, "classifier.")
+    return nn.Sequential(*list(net.features.children())[:-1]), _VGGS[arch]  # drop the last max-pool
+
+
 def _resnet_backbone(arch: str, pretrained_path: str | None) -> tuple[nn.Module, int]:
     net = getattr(torchvision.models, arch)(weights=None)
-    if pretrained_path is not None:
-        path = Path(pretrained_path)
-        if not path.is_file():
-            raise ValueError(f"pretrained_path {path} is not a file (weights are never downloaded)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.startswith("fc.")]:
-            raise ValueError(f"{path}: not a torchvision {arch} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    _load_pretrained(net, arch, pretrained_path, "fc.")
     body = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
     return body, _RESNETS[arch]
 
@@ -77,6 +92,8 @@ class ImageEncoder(nn.Module):
         self.cfg = cfg
         if cfg.arch == "small":
             self.backbone, c = _small_backbone(cfg.width)
+        elif cfg.arch in _VGGS:
+            self.backbone, c = _vgg_backbone(cfg.arch, cfg.pretrained_path)
         else:
             self.backbone, c = _resnet_backbone(cfg.arch, cfg.pretrained_path)
         self.pool = nn.AdaptiveAvgPool2d(cfg.grid)

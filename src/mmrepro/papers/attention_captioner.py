@@ -75,9 +75,17 @@ class AttentionCaptioner(cap.CaptionPaper):
     title = "Xu et al. 2015, Show, Attend and Tell (soft attention)"
     Config = Config
 
+    def departures(self, cfg: Config) -> list[str]:
+        out = []
+        if cfg.encoder != "vgg19":
+            out.append(f"{cfg.encoder} encoder (the paper: VGG-19 conv5_4, 14 x 14 x 512)")
+        if cfg.pretrained_path is None:
+            out.append("no ImageNet-pretrained encoder weights (the paper's encoder is ImageNet-trained)")
+        return out
+
     def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
         return AttentionModel(AttentionCaptionerConfig(
-            vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid),
+            vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid, self.datasets.root),
             embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, attn_dim=cfg.attn_dim, dropout=cfg.dropout,
             alpha_reg=cfg.alpha_reg))
 

@@ -38,7 +38,7 @@ class GeoCapNet(cap.CaptionPaper):
 
     def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
         return GeoCapNetModel(GeoCapNetConfig(
-            vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid),
+            vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid, self.datasets.root),
             embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout))
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:

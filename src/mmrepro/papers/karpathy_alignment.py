@@ -79,6 +79,13 @@ class KarpathyAlignment(cap.CaptionPaper):
     title = "Karpathy & Fei-Fei 2015, Deep Visual-Semantic Alignments"
     Config = Config
 
+    def departures(self, cfg: Config) -> list[str]:
+        out = [f"{cfg.grid} x {cfg.grid} grid regions of a {cfg.encoder} + the whole image in place of the paper's "
+               "R-CNN detections (top 19 + whole image)"]
+        if cfg.pretrained_path is None:
+            out.append("no ImageNet-pretrained encoder weights (the paper's CNN is ImageNet-trained)")
+        return out
+
     def variants(self, cfg: Config) -> list[str]:
         return list(cfg.variants)
 
@@ -86,11 +93,11 @@ class KarpathyAlignment(cap.CaptionPaper):
         vocab_size = len(cap.load_vocab(data_dir))
         if variant == "align":
             return AlignmentModel(KarpathyAlignmentConfig(
-                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid), embed_dim=cfg.embed_dim,
+                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root), embed_dim=cfg.embed_dim,
                 word_dim=cfg.word_dim, cell=cfg.brnn_cell, margin=cfg.margin, score_norm=cfg.score_norm))
         if variant == "generate":
             return MultimodalRNN(MultimodalRNNConfig(
-                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid), embed_dim=cfg.gen_embed_dim,
+                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root), embed_dim=cfg.gen_embed_dim,
                 hidden_dim=cfg.gen_hidden_dim, cell=cfg.gen_cell, dropout=cfg.gen_dropout))
         raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
 

@@ -26,6 +26,7 @@ COLUMNS = ("paper", "variant", "metric", "dataset", "split", "ours", "ours_std",
            "published", "published_dataset", "published_split", "published_source", "confidence", "delta",
            "recipe", "verdict")
 DATA_FREE = "-"  # the split of a published entry that needs no dataset (GMACs, parameter counts)
+OPERATIONAL_KEYS = frozenset({"download"})  # config keys that change how data arrives, not the result
 
 
 @dataclass
@@ -77,7 +78,8 @@ def recipe_check(metrics: dict, paper_recipe: dict | None) -> RecipeCheck:
         status = "no paper recipe recorded"
         problems.append("no paper recipe recorded in references")
     else:
-        differs = sorted(k for k in set(config) | set(paper_recipe) if config.get(k) != paper_recipe.get(k))
+        differs = sorted(k for k in (set(config) | set(paper_recipe)) - OPERATIONAL_KEYS
+                         if config.get(k) != paper_recipe.get(k))
         status = "paper's" if not differs else f"differs ({', '.join(differs)})"
         if differs:
             problems.append(f"recipe differs ({', '.join(differs)})")

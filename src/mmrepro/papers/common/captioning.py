@@ -37,7 +37,7 @@ class CaptionDataConfig(TrainConfig):
     image_size: int = Field(default=48, gt=0)
     min_objects: int = Field(default=1, ge=1, le=3)
     max_objects: int = Field(default=3, ge=1, le=3)
-    encoder: Literal["small", "resnet18", "resnet34", "resnet50"] = "small"
+    encoder: Literal["small", "resnet18", "resnet34", "resnet50", "vgg19"] = "small"
     pretrained_path: str | None = Field(default=None, description="local ResNet state dict; never downloaded")
     encoder_width: int = Field(default=32, gt=0, description="first-block channels of the small CNN")
     encoder_dim: int = Field(default=128, gt=0)
@@ -47,15 +47,17 @@ class CaptionDataConfig(TrainConfig):
 
     @model_validator(mode="after")
     def _real_data_needs_files(self):
-        if self.dataset != SYNTHETIC and (self.karpathy_json is None or self.image_root is None):
-            raise ValueError(f"dataset {self.dataset} needs karpathy_json and image_root")
         if self.min_objects > self.max_objects:
             raise ValueError("min_objects must be <= max_objects")
         return self
 
-    def encoder_config(self, grid: int) -> ImageEncoderConfig:
+    def encoder_config(self, grid: int, datasets_root: Path | None = None) -> ImageEncoderConfig:
+        """A relative `pretrained_path` is under the datasets root (README, "Pretrained encoders")."""
+        path = self.pretrained_path
+        if path is not None and datasets_root is not None and not Path(path).is_absolute():
+            path = str(datasets_root / path)
         return ImageEncoderConfig(arch=self.encoder, dim=self.encoder_dim, grid=grid, width=self.encoder_width,
-                                  pretrained_path=self.pretrained_path)
+                                  pretrained_path=path)
 
 
 def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar: str = "scenes") -> DataInfo:
