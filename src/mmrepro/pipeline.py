@@ -173,6 +173,7 @@ def evaluate(params: Params, name: str) -> dict:
     info = read_info(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
     runs = trained["runs"]
+    paper.training_completed = all(t.get("completed", False) for t in trained.get("training", {}).values())
     device = pick_device()
     per_seed: dict[int, list[Result]] = {}
     metrics_path = Path("reports/metrics") / f"{name}.json"

@@ -63,7 +63,8 @@ class SentencePieceTokenizer:
         """Train on normalised `texts`; writes `<model_prefix>.model` and `.vocab`.
 
         The requested size is a ceiling when the text is too small to support it
-        (`hard_vocab_limit=False`). No BOS/EOS/UNK-as-separate-from-pieces surprises: unk id 0.
+        (`hard_vocab_limit=False`): a smaller result is printed as a warning, and callers record
+        `vocab_size` (the real size) beside the requested one. No BOS/EOS/UNK-as-separate-from-pieces surprises: unk id 0.
         """
         import sentencepiece as spm
 
@@ -80,7 +81,11 @@ class SentencePieceTokenizer:
             model_type=model_type, character_coverage=1.0, hard_vocab_limit=False,
             bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1, num_threads=1, minloglevel=2,
             normalization_rule_name="identity")
-        return cls(f"{prefix}.model")
+        tok = cls(f"{prefix}.model")
+        if tok.vocab_size < vocab_size:  # hard_vocab_limit=False: the text could not support the size
+            print(f"warning: SentencePiece reached {tok.vocab_size} pieces, not the requested {vocab_size} "
+                  "(too little training text); the real size is recorded in data/<paper>/info.json")
+        return tok
 
     @property
     def vocab_size(self) -> int:

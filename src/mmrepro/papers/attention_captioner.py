@@ -102,7 +102,7 @@ class AttentionCaptioner(cap.CaptionPaper):
             where.mkdir(parents=True, exist_ok=True)
             cap.write_predictions(where / "predictions.jsonl", preds, data.captions)
             scores = cap.score_split(preds, data.captions, where)
-            extra = {} if split == "test" else {"note": "zero-shot: trained on the cpu profile's training data"}
+            extra = {} if split == "test" else {"note": f"zero-shot: trained on {cap.dataset_label(cfg)} only"}
             results.append(Result("exact_match", cap.exact_match(preds, data.captions), dataset=dataset,
                                   split="test", n_samples=len(data), details={**details, **extra}))
             results += cap.caption_results(scores, dataset, "test", "main", {**details, **extra})

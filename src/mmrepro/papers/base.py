@@ -149,6 +149,9 @@ class Paper(ABC):
 
     def __init__(self, datasets: DatasetSettings | None = None) -> None:
         self.datasets = datasets or DatasetSettings()  # where external datasets live (full profile)
+        # set by the evaluate stage: False when a step cap cut training short; a paper's claims are then
+        # reported as "not judged", never supported or contradicted
+        self.training_completed = True
 
     @abstractmethod
     def prepare(self, cfg: TrainConfig, data_dir: Path, seed: int) -> DataInfo:

@@ -245,7 +245,7 @@ class SpeechPaper(Paper):
             write_manifest(data_dir / f"{subset}.jsonl", rows)
             splits[subset] = len(rows)
         tok = self._train_tokenizer(cfg, [r["text"] for r in train_rows], data_dir)
-        details["tokenizer"] = {"kind": tok.kind, "vocab_size": tok.vocab_size}
+        details["tokenizer"] = {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested": cfg.sp_vocab}
         return DataInfo(dataset="librispeech", splits=splits, details=details)
 
     def _train_tokenizer(self, cfg: SpeechConfig, texts: list[str], data_dir: Path):
