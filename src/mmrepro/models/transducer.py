@@ -1,6 +1,6 @@
 """Transducer head (RNN-T, Graves 2012) as used by the Conformer paper (Gulati et al. 2020, Table 1):
 a prediction network of one LSTM layer (320 units for S, 640 for M and L) and a joint network, with the
-RNN-T loss of `mmrepro.losses.rnnt` and standard greedy decoding.
+RNN-T loss of `mmrepro.losses.rnnt`, standard greedy decoding and beam search (`TransducerHead.beam_search`).
 
     prediction:  y_{u-1} -> Embedding(V+1, P) -> LSTM(P, P) -> g_u                      (B, U+1, P)
     joint:       z(t, u) = W_out tanh(W_enc f_t + W_pred g_u)                            (B, T, U+1, V+1)
@@ -134,9 +134,15 @@ class TransducerHead(nn.Module):
                     max_symbols: int = 10) -> list[list[int]]:
         """RNN-T beam search: the best label sequence of each utterance by total log-probability.
 
-        A time-synchronous variant of Graves 2012 (section 2.6, "Testing") as in ESPnet's default
-        transducer search, with prefix merging; one utterance at a time. Per frame t, starting from the
-        beam H of at most `beam` hypotheses (label sequence y, score log P(y, frames < t)):
+        A time-synchronous form of the beam search of Graves 2012 ("Sequence Transduction with Recurrent
+        Neural Networks", section 2.6, https://arxiv.org/abs/1211.3711) with its merging of identical label
+        sequences by log-add; one utterance at a time. Graves (and ESPnet's `default_beam_search`) expand
+        the best hypothesis of a frame one at a time until `beam` finished ones beat every open one; here
+        the open hypotheses of a frame are expanded in lock step, one label per step, and finished and open
+        hypotheses share the `beam` places after every step (close to the time-synchronous decoding of
+        Saon et al. 2020, "Alignment-length synchronous decoding for RNN transducer", ICASSP), with the
+        per-frame label limit `max_symbols` of `greedy_decode`. Per frame t, starting from the beam H of
+        at most `beam` hypotheses (label sequence y, score log P(y, frames < t)):
 
             active C = H, finished D = {}
             for n = 0 .. max_symbols:                 # n = labels emitted so far within frame t
@@ -149,8 +155,10 @@ class TransducerHead(nn.Module):
 
         Identical label sequences reached by different alignments are merged by log-add, so with a beam
         wide enough to keep every hypothesis and `max_symbols` >= the sequence length the score is the
-        exact log P(y|x) of the forward algorithm (`mmrepro.losses.rnnt`), and the search is exact. Because
-        finished and active hypotheses compete for the same `beam` places, beam = 1 is exactly
+        exact log P(y|x) of the forward algorithm (`mmrepro.losses.rnnt`), and the search is exact (tested
+        in tests/test_transducer_beam.py). With a narrower beam the scores are lower bounds: alignments
+        whose hypotheses were pruned are missing from the sum. Because finished and active hypotheses
+        compete for the same `beam` places, beam = 1 is exactly
         `greedy_decode` (at each step: blank if it beats the best label, else that label). The result is
         the best hypothesis by total log-probability, without length normalisation: every hypothesis
         covers all T frames (each ends with a blank per frame), so scores are comparable as they stand.
@@ -159,7 +167,9 @@ class TransducerHead(nn.Module):
         the label sequence), so each kept extension costs one batched LSTM step. Cost per utterance:
         at most T * (max_symbols + 1) steps, each one joint evaluation of <= beam hypotheses
         (O(beam * J * (V+1))) plus one LSTM step for <= beam new hypotheses; in practice a step or two
-        per frame, as most hypotheses finish the frame on blank.
+        per frame, as most hypotheses finish the frame on blank. Measured on one CPU thread, beam 8 with
+        the full VSR head (P = J = 640, 40 characters + blank): about 4 ms per step, mostly Python and
+        small-op overhead (an untrained head that emits on every step: ~5x the batched greedy time).
 
         enc (B, T, d), enc_lengths (B,) -> one list of token ids per utterance. Call in eval mode.
         """
