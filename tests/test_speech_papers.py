@@ -9,7 +9,9 @@ import torch
 
 from mmrepro.config import load_params, paper_config
 from mmrepro.papers import get_paper
-from mmrepro.papers.common.speech import length_buckets, pad_targets
+from mmrepro.models.ctc import CTCHead
+from mmrepro.models.transducer import TransducerHead
+from mmrepro.papers.common.speech import SpeechConfig, SpeechRecognizer, length_buckets, pad_targets
 
 needs_tts = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
                                reason="espeak-ng/flite not installed")
@@ -31,6 +33,29 @@ def test_profiles_validate_and_sizes_follow_the_papers():
     assert fenc.eval()(x, lengths)[0].shape[1] == 101  # 8x subsampling: 801 -> 401 -> 201 -> 101
 
 
+def test_beam_size_is_for_the_transducer():
+    cfg = SpeechConfig(epochs=1, batch_size=4, lr=1e-3, beam_size=8)
+    assert (cfg.decoding("ctc"), cfg.decoding("transducer")) == ("greedy ctc", "beam 8 transducer")
+    assert SpeechConfig(epochs=1, batch_size=4, lr=1e-3).decoding("transducer") == "greedy transducer"
+    with pytest.raises(ValueError, match="applies to the transducer variant"):
+        SpeechConfig(epochs=1, batch_size=4, lr=1e-3, beam_size=8, variants=["ctc"])
+    # the recogniser: beam 1 is greedy; beam search over the transducer head, an error over CTC
+    class Encoder(torch.nn.Linear):  # frame-wise projection: enc (B, T, 16), lengths unchanged
+        def forward(self, x, n):
+            return super().forward(x), n
+
+    torch.manual_seed(0)
+    enc = Encoder(80, 16)
+    rnnt = SpeechRecognizer(enc, TransducerHead(16, 5, pred_dim=8, blank=5), max_symbols=3).eval()
+    feats, lengths = torch.randn(2, 7, 80), torch.tensor([7, 4])
+    with torch.no_grad():
+        assert rnnt.decode(feats, lengths, beam=1) == rnnt.head.greedy_decode(enc(feats, lengths)[0], lengths, 3)
+        assert rnnt.decode(feats, lengths, beam=3) == rnnt.head.beam_search(enc(feats, lengths)[0], lengths, 3, 3)
+    ctc = SpeechRecognizer(enc, CTCHead(16, 5, blank=5)).eval()
+    with pytest.raises(ValueError, match="transducer head only"):
+        ctc.decode(feats, lengths, beam=3)
+
+
 def test_length_buckets_cover_everything_once():
     import random
 
@@ -49,7 +74,7 @@ def test_length_buckets_cover_everything_once():
 def test_paper_prepare_train_step_evaluate(tmp_path, name):
     paper = get_paper(name)
     cfg = paper.Config(epochs=1, batch_size=4, lr=1e-3, n_train=6, n_dev=2, n_test=3, d_model=32, num_layers=1,
-                       num_heads=2, subsampling_channels=8, pred_dim=16, val_utterances=2)
+                       num_heads=2, subsampling_channels=8, pred_dim=16, val_utterances=2, beam_size=2)
     data = tmp_path / "data"
     data.mkdir()
     info = paper.prepare(cfg, data, seed=0)
@@ -77,6 +102,7 @@ def test_paper_prepare_train_step_evaluate(tmp_path, name):
         r = rows[(variant, "wer", "tts-speech", "test-unseen-voices")]
         assert r.n_samples == 3 and r.scale == "x100" and not r.higher_is_better and r.value >= 0
         assert r.details["snt"] == 3 and "lowercase" in r.details["normalisation"]
+        assert r.details["decoding"] == {"ctc": "greedy ctc", "transducer": "beam 2 transducer"}[variant]
         # per unseen voice: the test speakers of the manifest, 3 utterances in all
         per_speaker = r.details["per_speaker_wer"]
         test_speakers = {json.loads(x)["speaker"] for x in (data / "test.jsonl").read_text().splitlines()}
@@ -86,6 +112,7 @@ def test_paper_prepare_train_step_evaluate(tmp_path, name):
         assert len(hyp) == 3 and {"ref", "hyp", "sub", "del", "ins"} <= set(hyp[0])
     results_md = (out / "RESULTS.md").read_text()
     assert "| dataset | Snt | Wrd | Corr | Sub | Del | Ins | Err | S.Err |" in results_md
+    assert "decoding: greedy ctc, beam 2 transducer;" in results_md
     assert all(f"| transducer / tts-speech test-unseen-voices / {spk} |" in results_md for spk in test_speakers)
     if name == "fast_conformer":
         g = {r.variant: r for r in results if r.metric in ("gmacs_ratio", "encoder_gmacs")}

@@ -83,6 +83,13 @@ def test_visual_conformer_shapes_loss_decode(head):
     assert model.head.blank == cfg.vocab_size  # tokenizer ids 0..V-1 are real characters
     out = model.eval().decode(frames, lengths)
     assert len(out) == 2 and all(all(0 <= i < cfg.vocab_size for i in ids) for ids in out)
+    if head == "transducer":
+        assert model.decode(frames, lengths, beam=1) == model.head.greedy_decode(*model(frames, lengths))
+        beam = model.decode(frames, lengths, beam=3)
+        assert len(beam) == 2 and all(all(0 <= i < cfg.vocab_size for i in ids) for ids in beam)
+    else:
+        with pytest.raises(ValueError, match="transducer head only"):
+            model.decode(frames, lengths, beam=3)
 
 
 def test_equal_encoder_for_both_front_ends():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 
@@ -91,3 +92,39 @@ def test_lrs3_prepare_and_batches(tmp_path):
     assert batch["frames"].shape == (2, 20, 64 * 64) and batch["lengths"].tolist() == [20, 20]
     test = [json.loads(x) for x in (tmp_path / "data" / "test.jsonl").read_text().splitlines()]
     assert test[0]["text"] == "IT'S TIME" and paper.tokenizer.decode(paper.tokenizer.encode(test[0]["text"])) == "it's time"
+
+
+# the smoke profile's corpus and model sizes, written out so the test does not depend on params.yaml
+_SMOKE = {"epochs": 1, "batch_size": 8, "lr": 0.002, "pixel_norm": "clip", "train_speakers": 4, "dev_speakers": 1,
+          "test_speakers": 2, "clips_per_speaker": 4, "eval_clips_per_speaker": 3,
+          "sentences": {"train": 40, "dev": 10, "test": 10}, "d_model": 32, "num_layers": 1, "num_heads": 2,
+          "conv_kernel": 7, "resnet_width": 4, "val_clips": 3, "sample_videos": 0}
+
+
+def test_beam_size_config():
+    paper = get_paper("vsr_conformer")
+    assert paper.Config(**_SMOKE).decoding() == "greedy ctc"
+    assert paper.Config(**_SMOKE, head="transducer", beam_size=8).decoding() == "beam 8 transducer"
+    assert paper.Config(**_SMOKE, head="transducer").decoding() == "greedy transducer"
+    with pytest.raises(ValueError, match="beam_size 8 needs head: transducer"):
+        paper.Config(**_SMOKE, beam_size=8)
+
+
+def test_evaluate_with_beam_search_reports_it(tmp_path):
+    paper = get_paper("vsr_conformer")
+    cfg = paper.Config(**_SMOKE, variants=["lp"], head="transducer", pred_dim=16, beam_size=3)
+    paper.prepare(cfg, tmp_path / "data", seed=0)
+    torch.manual_seed(0)
+    model = paper.build_model(cfg, tmp_path / "data", "lp").eval()
+    calls = []
+    beam_search = model.head.beam_search
+    model.head.beam_search = lambda *a, **k: calls.append(a[2]) or beam_search(*a, **k)
+    with torch.no_grad():
+        paper.validate(model, cfg, tmp_path / "data", "lp")
+        assert calls == []  # per-epoch validation stays greedy
+        out = tmp_path / "out"
+        out.mkdir()
+        results = paper.evaluate({"lp": model}, cfg, tmp_path / "data", out, seed=0)
+    assert calls and set(calls) == {3}
+    assert {r.details["decoding"] for r in results} == {"beam 3 transducer"}
+    assert "decoding: beam 3 transducer" in (out / "results_table.md").read_text()

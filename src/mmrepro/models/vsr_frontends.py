@@ -182,7 +182,7 @@ class VisualConformer(nn.Module):
 
     `forward(frames (B, T, H, W) or (B, T, H*W), lengths (B,)) -> (enc (B, T, d), lengths (B,))`;
     `loss(frames, lengths, targets (B, U), target_lengths (B,))` -> scalar;
-    `decode(frames, lengths)` -> one list of token ids per clip (greedy).
+    `decode(frames, lengths, beam=1)` -> one list of token ids per clip (greedy; RNN-T beam search for beam > 1).
     """
 
     def __init__(self, cfg: VSRConfig) -> None:
@@ -227,6 +227,12 @@ class VisualConformer(nn.Module):
         return self.head.loss(enc, enc_lengths, targets, target_lengths)
 
     @torch.no_grad()
-    def decode(self, frames: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    def decode(self, frames: torch.Tensor, lengths: torch.Tensor, beam: int = 1) -> list[list[int]]:
+        """Greedy search (beam = 1), or RNN-T beam search of `beam` hypotheses (transducer head only)."""
         enc, enc_lengths = self(frames, lengths)
+        if beam > 1:
+            if self.cfg.head != "transducer":
+                raise ValueError(f"beam search (beam {beam}) is implemented for the transducer head only, "
+                                 f"not {self.cfg.head!r}; use beam 1 (greedy)")
+            return self.head.beam_search(enc, enc_lengths, beam)
         return self.head.greedy_decode(enc, enc_lengths)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from mmrepro.data.audio_features import (FbankConfig, SpecAugmentConfig, load_audio, log_mel, spec_augment,
@@ -83,16 +83,30 @@ class SpeechConfig(TrainConfig):
     # VTLP (not in the paper): per-utterance spectral warp factor drawn from [1 - vtlp, 1 + vtlp]
     vtlp: float = Field(default=0.0, ge=0, lt=0.5, description="0 = off (the paper); 0.1 = Jaitly & Hinton")
     # evaluation
-    max_symbols: int = Field(default=10, ge=1, description="transducer greedy: max emissions per frame")
+    max_symbols: int = Field(default=10, ge=1, description="transducer search: max emissions per frame")
+    beam_size: int = Field(default=1, ge=1, description="test decoding of the transducer: 1 = greedy, > 1 = RNN-T "
+                                                        "beam search; CTC always decodes greedily")
     val_utterances: int = Field(default=100, ge=1, description="dev utterances scored after each epoch")
+
+    @model_validator(mode="after")
+    def _beam_needs_transducer(self) -> SpeechConfig:
+        if self.beam_size > 1 and "transducer" not in self.variants:
+            raise ValueError(f"beam_size {self.beam_size} applies to the transducer variant, which variants "
+                             f"{self.variants} leave out (CTC decodes greedily; use beam_size 1)")
+        return self
+
+    def decoding(self, variant: str) -> str:
+        """How `variant` is decoded at test time, as reported: "beam 8 transducer", "greedy ctc"."""
+        return f"beam {self.beam_size} {variant}" if variant == "transducer" and self.beam_size > 1 else f"greedy {variant}"
 
 
 # ----------------------------------------------------------------------------------------- model
 
 
 class SpeechRecognizer(nn.Module):
-    """Encoder + one output head. `loss(batch)` for training, `decode(feats, lengths)` for greedy
-    decoding; features (B, T, 80), lengths (B,), token ids in [0, vocab) with blank = vocab."""
+    """Encoder + one output head. `loss(batch)` for training, `decode(feats, lengths, beam=1)` for greedy
+    decoding (beam > 1: RNN-T beam search, transducer head only); features (B, T, 80), lengths (B,),
+    token ids in [0, vocab) with blank = vocab."""
 
     def __init__(self, encoder: nn.Module, head: nn.Module, max_symbols: int = 10) -> None:
         super().__init__()
@@ -103,10 +117,14 @@ class SpeechRecognizer(nn.Module):
         return self.head.loss(enc.float(), enc_len, batch["targets"], batch["target_lens"])
 
     @torch.no_grad()
-    def decode(self, feats: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    def decode(self, feats: torch.Tensor, lengths: torch.Tensor, beam: int = 1) -> list[list[int]]:
         enc, enc_len = self.encoder(feats, lengths)
         if isinstance(self.head, TransducerHead):
+            if beam > 1:
+                return self.head.beam_search(enc.float(), enc_len, beam, self.max_symbols)
             return self.head.greedy_decode(enc.float(), enc_len, self.max_symbols)
+        if beam > 1:
+            raise ValueError(f"beam search (beam {beam}) is implemented for the transducer head only")
         return self.head.greedy_decode(enc.float(), enc_len)
 
 
@@ -301,7 +319,7 @@ class SpeechPaper(Paper):
 
     # -- decoding and scoring
     def transcribe(self, model: SpeechRecognizer, data: _FeatureSet, tok, batch_size: int = 32,
-                   limit: int | None = None) -> list[str]:
+                   limit: int | None = None, beam: int = 1) -> list[str]:
         device = next(model.parameters()).device
         n = len(data) if limit is None else min(limit, len(data))
         order = sorted(range(n), key=lambda i: int(data.lengths[i]))
@@ -309,14 +327,14 @@ class SpeechPaper(Paper):
         for k in range(0, n, batch_size):
             idx = order[k : k + batch_size]
             feats, lengths = data.batch(idx)
-            for i, ids in zip(idx, model.decode(feats.to(device), lengths.to(device)), strict=True):
+            for i, ids in zip(idx, model.decode(feats.to(device), lengths.to(device), beam), strict=True):
                 hyps[i] = tok.decode(ids)
         return [hyps[i] for i in range(n)]
 
     def validate(self, model: SpeechRecognizer, cfg: SpeechConfig, data_dir: Path, variant: str) -> dict[str, float]:
         data = feature_set(data_dir, "dev")
         n = min(cfg.val_utterances, len(data))
-        hyps = self.transcribe(model, data, self.tokenizer(data_dir), limit=n)
+        hyps = self.transcribe(model, data, self.tokenizer(data_dir), limit=n)  # greedy per epoch (cheap)
         r = score(data.texts[:n], hyps)
         return {"wer": 100 * r.wer, "cer": 100 * r.cer}
 
@@ -334,9 +352,10 @@ class SpeechPaper(Paper):
         results: list[Result] = []
         tables: dict[str, WerResult] = {}
         for variant, model in models.items():
+            beam = cfg.beam_size if variant == "transducer" else 1
             for split_name, dataset, split in self.test_sets(cfg, data_dir):
                 data = feature_set(data_dir, split_name)
-                hyps = self.transcribe(model, data, tok)
+                hyps = self.transcribe(model, data, tok, beam=beam)
                 r = score(data.texts, hyps, ids=data.ids)
                 tables[f"{variant} / {dataset} {split}"] = r
                 # per speaker when the manifest names every utterance's (tts-speech: where the errors are)
@@ -344,7 +363,7 @@ class SpeechPaper(Paper):
                 for speaker, rs in by_speaker.items():
                     tables[f"{variant} / {dataset} {split} / {speaker}"] = rs
                 save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
-                details = {"normalisation": NORMALISATION, "decoding": "greedy", "tokens": tok.kind,
+                details = {"normalisation": NORMALISATION, "decoding": cfg.decoding(variant), "tokens": tok.kind,
                            "vocab_size": tok.vocab_size, "size": cfg.size, "snt": r.words.snt, "wrd": r.words.ref,
                            "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
                            "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
@@ -355,7 +374,8 @@ class SpeechPaper(Paper):
                           "variant": variant, "higher_is_better": False, "details": details}
                 results.append(Result("wer", 100 * r.wer, **common))
                 results.append(Result("cer", 100 * r.cer, **common))
-        header = (f"<!-- {self.name}, seed {seed}, size {cfg.size}, greedy decoding; normalisation: "
+        decoding = ", ".join(cfg.decoding(v) for v in models)
+        header = (f"<!-- {self.name}, seed {seed}, size {cfg.size}, decoding: {decoding}; normalisation: "
                   f"{NORMALISATION} -->\n\n")
         (out_dir / "RESULTS.md").write_text(header + espnet_table(tables) + "\n" + espnet_table(tables, "char"))
         (out_dir / "summary.json").write_text(json.dumps({k: v.summary() for k, v in tables.items()}, indent=2))
