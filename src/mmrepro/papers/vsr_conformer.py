@@ -51,7 +51,6 @@ class Config(TrainConfig):
                                       description="sentence pool per split (shared list, paired with tts-speech)")
     # lrs3 (full)
     lrs3_root: str = "datasets/LRS3"
-    beam_size: int = Field(default=1, ge=1, description="transducer beam at evaluation (1 = greedy; paper: 8)")
     lrs3_splits: list[Literal["pretrain", "trainval"]] = Field(
         default=["trainval"], min_length=1, description="LRS3 splits to train on (the paper: pretrain + trainval)")
     lrs3_crop: Literal["center", "landmarks"] = "center"
@@ -213,8 +212,7 @@ class VsrConformer(Paper):
     def departures(self, cfg: Config) -> list[str]:
         out = ["the paper pre-trains on ~100k h of YouTube video, which is not public (its 12.8% WER includes it)"]
         if cfg.beam_size != 8 or cfg.head != "transducer":
-            out.append(f"{'greedy' if cfg.beam_size == 1 else f'beam {cfg.beam_size}'} {cfg.head} decoding "
-                       "(the paper: RNN-T, beam 8)")
+            out.append(f"{cfg.decoding()} decoding (the paper: RNN-T, beam 8)")
         if "pretrain" not in cfg.lrs3_splits:
             out.append("trained without LRS3 pretrain (the paper: pretrain + trainval)")
         return out
