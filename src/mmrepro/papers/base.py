@@ -88,6 +88,13 @@ class Paper(ABC):
 
     def __init__(self, datasets: DatasetSettings | None = None) -> None:
         self.datasets = datasets or DatasetSettings()  # where external datasets live (full profile)
+        # params prefix named in dataset errors; the pipeline sets the active profile's
+        self.params_key = f"papers.{self.name}.full"
+
+    def external_paths(self, cfg: TrainConfig) -> list[Path]:
+        """The external folders/files (under `self.datasets.root`) that `prepare` reads with this config:
+        the `locate` stage fingerprints them so that DVC notices a changed copy. Default: none."""
+        return []
 
     @abstractmethod
     def prepare(self, cfg: TrainConfig, data_dir: Path, seed: int) -> DataInfo:
