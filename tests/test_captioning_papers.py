@@ -4,7 +4,6 @@ and the alignment paper's retrieval rows."""
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -17,29 +16,23 @@ from mmrepro.papers.karpathy_alignment import KarpathyAlignment, _fragment_token
 
 
 
-def test_prepare_flickr8k_from_karpathy_json(tmp_path):
-    root = tmp_path / "images"
-    root.mkdir()
-    images, splits = [], {"train": 6, "val": 2, "test": 1000}
-    for split, n in splits.items():
-        for _ in range(n):
-            k = len(images)
-            Image.fromarray(np.full((10, 14, 3), k % 256, dtype=np.uint8)).save(root / f"{k}.jpg")
-            images.append({"filename": f"{k}.jpg", "imgid": k, "split": split,
-                           "sentences": [{"raw": f"a picture {k} of type {j}", "tokens": []} for j in range(5)]})
-    path = tmp_path / "dataset_flickr8k.json"
-    path.write_text(json.dumps({"dataset": "flickr8k", "images": images}))
-    cfg = GeoConfig(epochs=1, batch_size=4, lr=0.001, dataset="flickr8k", karpathy_json=str(path),
-                    image_root=str(root), image_size=8)
+def test_prepare_flickr8k_from_karpathy_json(tmp_path, monkeypatch):
+    from mmrepro.datasets import DatasetSettings
+
+    from .dataset_fixtures import make_karpathy, patch_identities
+
+    splits = make_karpathy(tmp_path / "datasets", "flickr8k", {"train": 6, "val": 2, "test": 4})
+    patch_identities(monkeypatch, "flickr8k", splits)
+    cfg = GeoConfig(epochs=1, batch_size=4, lr=0.001, dataset="flickr8k", image_size=8)
     out = tmp_path / "data"
-    info = cap.prepare_captions(cfg, out, seed=0)
-    assert info.splits == splits and info.dataset == "flickr8k"
+    out.mkdir()
+    info = cap.prepare_captions(cfg, out, seed=0, settings=DatasetSettings(tmp_path / "datasets"))
+    assert info.splits == splits and info.dataset == "flickr8k" and list(info.identity) == ["flickr8k/test"]
     test = read_split(out, "test")
-    assert test.images.shape == (1000, 8, 8, 3) and test.images[5].mean() == 13  # image 8 + 5 = 13
-    assert test.captions[0][4] == "a picture 8 of type 4"
+    released = json.loads((tmp_path / "datasets/flickr8k/dataset_flickr8k.json").read_text())["images"]
+    assert test.images.shape == (4, 8, 8, 3)
+    assert test.captions[1][4] == " ".join(released[9]["sentences"][4]["tokens"])
     assert cap.dataset_label(cfg) == "flickr8k"
-    with pytest.raises(ValueError, match="needs karpathy_json"):
-        GeoConfig(epochs=1, batch_size=4, lr=0.001, dataset="coco")
 
 
 def test_batches_cover_the_fraction_and_tokens_strip_specials(tmp_path):

@@ -3,10 +3,8 @@ captioned shapes, photo patches split by photo, byte corpus split by file."""
 
 import gzip
 import hashlib
-import io
 import itertools
 import json
-import tarfile
 import zlib
 
 import numpy as np
@@ -14,38 +12,18 @@ import pytest
 
 from mmrepro.data import byte_corpus, captioned_shapes, cifar10, photo_patches
 from mmrepro.data.longcrawl64 import LongCrawl64, ZarrArray
+from mmrepro.datasets import DatasetError, split_identity
 
-
-def _cifar_records(n, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-    images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-    raw = np.concatenate([labels[:, None], images.reshape(n, -1)], 1).astype(np.uint8).tobytes()
-    return raw, images, labels
+from .dataset_fixtures import cifar_archive, cifar_records, make_cifar10, patch_identities
 
 
 def _cifar_archive(tmp_path, n_per_batch=3):
-    """A cifar-10-binary.tar.gz with the official member layout, small batches."""
-    buf = io.BytesIO()
-    expected = {}
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for i, name in enumerate(cifar10.TRAIN_FILES + cifar10.TEST_FILES + ("batches.meta.txt",)):
-            if name.endswith(".txt"):
-                data = "\n".join(cifar10.CLASSES).encode()
-            else:
-                data, images, labels = _cifar_records(n_per_batch, i)
-                expected[name] = (images, labels)
-            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
     path = tmp_path / "src" / cifar10.ARCHIVE
-    path.parent.mkdir()
-    path.write_bytes(buf.getvalue())
-    return path, expected
+    return path, cifar_archive(path, n_per_batch)
 
 
 def test_cifar10_binary_reader_on_fixture(tmp_path):
-    raw, images, labels = _cifar_records(5, 0)
+    raw, images, labels = cifar_records(5, 0)
     # first record by hand: byte 0 the label, then 1024 R, 1024 G, 1024 B bytes, rows of 32
     assert raw[0] == labels[0] and raw[1 + 1024 + 32 * 2 + 5] == images[0, 1, 2, 5]
     (tmp_path / "b.bin").write_bytes(raw)
@@ -54,18 +32,19 @@ def test_cifar10_binary_reader_on_fixture(tmp_path):
     np.testing.assert_array_equal(x, images)
     np.testing.assert_array_equal(y, labels.astype(np.int64))
     (tmp_path / "bad.bin").write_bytes(raw[:-1])
-    with pytest.raises(ValueError, match="3073-byte records"):
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'bad.bin'}: 15364 bytes is not a whole number of 3073-byte"):
         cifar10.read_batch(tmp_path / "bad.bin")
 
 
-def test_cifar10_download_checks_md5_and_unpacks(tmp_path):
+def test_cifar10_download_checks_md5_keeps_a_bad_archive_and_unpacks(tmp_path):
     archive, expected = _cifar_archive(tmp_path)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     root = tmp_path / "root"
-    with pytest.raises(OSError, match="md5"):
+    with pytest.raises(DatasetError, match=f"^{root / cifar10.ARCHIVE}: md5 {md5} != official {'0' * 32} "
+                                           r"\(file left in place"):
         cifar10.download(root, url=archive.as_uri(), md5="0" * 32)
-    assert not (root / cifar10.ARCHIVE).exists()  # a bad file is removed, nothing unpacked
-    assert not (root / cifar10.FOLDER).exists()
+    assert (root / cifar10.ARCHIVE).read_bytes() == archive.read_bytes()  # a bad file is NOT deleted
+    assert not (root / cifar10.FOLDER).exists()  # and nothing is unpacked from it
     folder = cifar10.download(root, url=archive.as_uri(), md5=md5)
     x, _ = cifar10.read_split(folder, "train")
     assert x.shape == (15, 3, 32, 32)
@@ -73,6 +52,65 @@ def test_cifar10_download_checks_md5_and_unpacks(tmp_path):
     _, yt = cifar10.read_split(folder, "test")
     np.testing.assert_array_equal(yt, expected["test_batch.bin"][1].astype(np.int64))
     assert cifar10.MD5 == "c32a1d4ab5d03f1284b67883e8d87530"
+
+
+def _vqvae(root, identity="strict", download=False):
+    from mmrepro.datasets import DatasetSettings
+    from mmrepro.papers import get_paper
+
+    paper = get_paper("vqvae", DatasetSettings(root, identity))
+    cfg = paper.Config(epochs=1, batch_size=4, lr=1e-3, recon_dataset="cifar10", download=download)
+    return paper, cfg
+
+
+def _no_network(monkeypatch):
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("urlopen")))
+
+
+def test_cifar10_missing_folder_names_dataset_key_and_source(tmp_path, monkeypatch):
+    _no_network(monkeypatch)
+    paper, cfg = _vqvae(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        paper.prepare(cfg, tmp_path / "data", seed=0)
+    assert str(err.value) == (
+        f"cifar10: {tmp_path}/cifar10/cifar-10-batches-bin not found (params papers.vqvae.full.recon_dataset; "
+        f"root {tmp_path}, $MMREPRO_DATASETS overrides it); get it from https://www.cs.toronto.edu/~kriz/cifar.html "
+        "(cifar-10-binary.tar.gz, md5 c32a1d4ab5d03f1284b67883e8d87530) (or set papers.vqvae.full.download: true)")
+
+
+def test_cifar10_unpacked_copy_used_without_download_partial_test_strict_and_warn(tmp_path, monkeypatch, capsys):
+    _no_network(monkeypatch)
+    make_cifar10(tmp_path, n_train=10, n_test=4)
+    patch_identities(monkeypatch, "cifar10", {"train": 10, "test": 10000})
+    paper, cfg = _vqvae(tmp_path, download=True)  # asked to download, but the unpacked copy is there
+    with pytest.raises(DatasetError, match=r"^cifar10/test: 4 examples, the official split has 10000 \(params "
+                                           r"papers.vqvae.full.recon_dataset;"):
+        paper.prepare(cfg, tmp_path / "data", seed=0)
+    paper, cfg = _vqvae(tmp_path, "warn")
+    (tmp_path / "data2").mkdir()
+    info = paper.prepare(cfg, tmp_path / "data2", seed=0)
+    assert "warning: cifar10/test: 4 examples, the official split has 10000" in capsys.readouterr().out
+    assert info.splits["recon_train"] == 10 and info.splits["recon_test"] == 4
+    raw = (tmp_path / "cifar10/cifar-10-batches-bin/test_batch.bin").read_bytes()
+    want = split_identity((str(i), f"{raw[i * 3073]} {hashlib.sha256(raw[i * 3073 + 1 : (i + 1) * 3073]).hexdigest()}")
+                          for i in range(4))
+    assert info.identity == {"cifar10/test": want}
+    assert not (tmp_path / "cifar10" / cifar10.ARCHIVE).exists()
+
+
+def test_cifar10_checks_before_decoding_and_short_file_is_one_line(tmp_path, monkeypatch):
+    make_cifar10(tmp_path, n_train=10, n_test=4)
+    monkeypatch.setattr(cifar10, "read_batch", lambda path: (_ for _ in ()).throw(AssertionError("decoded")))
+    paper, cfg = _vqvae(tmp_path)  # real identities: train has 50000 images
+    with pytest.raises(DatasetError, match="^cifar10/train: 10 examples, the official split has 50000"):
+        paper.prepare(cfg, tmp_path / "data", seed=0)
+    short = tmp_path / "cifar10/cifar-10-batches-bin/data_batch_3.bin"
+    short.write_bytes(short.read_bytes()[:-7])
+    with pytest.raises(DatasetError, match=f"^{short}: 6139 bytes is not a whole number of 3073-byte records"):
+        paper.prepare(cfg, tmp_path / "data", seed=0)
+    assert paper.external_paths(cfg) == [tmp_path / "cifar10/cifar-10-batches-bin"]
 
 
 def _write_zarr(path, array, chunks, compressor):

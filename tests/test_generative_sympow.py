@@ -116,3 +116,70 @@ def test_bad_config_raises():
         SymPowConfig(attention="linear")
     with pytest.raises(ValueError):
         SymPowConfig(d_model=30, n_head=4)
+
+
+# ------------------------------------------------------------------------------ data: LongCrawl64, windows
+def _sympow(root, identity="strict", **kw):
+    from mmrepro.datasets import DatasetSettings
+    from mmrepro.papers import get_paper
+
+    paper = get_paper("sympow", DatasetSettings(root, identity))
+    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="longcrawl64", context=16, eval_windows=3,
+                       val_windows=2, **kw)
+    return paper, cfg
+
+
+def test_longcrawl64_validation_and_test_documents_are_disjoint(tmp_path):
+    import numpy as np
+
+    from .dataset_fixtures import make_longcrawl64
+
+    make_longcrawl64(tmp_path, n_train=2, n_heldout=6)
+    paper, cfg = _sympow(tmp_path)
+    (tmp_path / "data").mkdir()
+    info = paper.prepare(cfg, tmp_path / "data", seed=0)
+    assert info.splits == {"train": 2, "heldout": 6} and info.details["heldout_documents"] == {"test": [0, 3],
+                                                                                             "val": [3, 5]}
+    test = paper.eval_documents(cfg, tmp_path / "data", "test")
+    val = paper.eval_documents(cfg, tmp_path / "data", "val")
+    assert test == ["heldout:0", "heldout:1", "heldout:2"] and val == ["heldout:3", "heldout:4"]
+    from mmrepro.data.longcrawl64 import LongCrawl64
+
+    held = LongCrawl64(tmp_path / "longcrawl64").split("heldout")
+    np.testing.assert_array_equal(paper._windows(cfg, tmp_path / "data", "val", 17, 2), held[3:5, :17])
+    np.testing.assert_array_equal(paper._windows(cfg, tmp_path / "data", "test", 65, 3), held[0:3, :65])
+    assert list(info.identity) == ["longcrawl64/heldout"] and info.identity["longcrawl64/heldout"]["n"] == 3
+
+
+def test_byte_corpus_validation_and_test_documents_are_disjoint(tmp_path):
+    paper = __import__("mmrepro.papers", fromlist=["get_paper"]).get_paper("sympow")
+    cfg = paper.Config(epochs=1, batch_size=4, lr=3e-3, context=32, eval_windows=4, val_windows=2,
+                       max_train_bytes=300000, max_eval_bytes=100000)
+    info = paper.prepare(cfg, tmp_path, seed=0)
+    assert info.dataset == "python-stdlib-bytes"
+    test = paper.eval_documents(cfg, tmp_path, "test")
+    val = paper.eval_documents(cfg, tmp_path, "val")
+    assert test and val and not set(test) & set(val)
+
+
+def test_longcrawl64_missing_partial_and_short_documents(tmp_path, capsys):
+    from mmrepro.datasets import DatasetError
+
+    from .dataset_fixtures import make_longcrawl64
+
+    paper, cfg = _sympow(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        paper.prepare(cfg, tmp_path, seed=0)
+    assert str(err.value).startswith(f"longcrawl64: {tmp_path}/longcrawl64/train.zarr not found (params "
+                                     "papers.sympow.full.dataset; root")
+    assert "https://manifestai.com/articles/longcrawl64/" in str(err.value)
+    make_longcrawl64(tmp_path, n_train=2, n_heldout=4, doc_length=256)
+    with pytest.raises(DatasetError, match="^longcrawl64/train: 256 tokens per document, the release has 65536"):
+        paper.prepare(cfg, tmp_path, seed=0)
+    paper, cfg = _sympow(tmp_path, "warn")
+    with pytest.raises(DatasetError, match="^longcrawl64/heldout: 4 documents, the evaluation needs 5"):
+        paper.prepare(cfg, tmp_path, seed=0)
+    assert "warning: longcrawl64/heldout: 256 tokens per document" in capsys.readouterr().out
+    make_longcrawl64(tmp_path, n_train=2, n_heldout=5, doc_length=256)
+    (tmp_path / "data").mkdir()
+    assert paper.prepare(cfg, tmp_path / "data", seed=0).splits == {"train": 2, "heldout": 5}

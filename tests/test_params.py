@@ -89,3 +89,37 @@ def test_stage_rejects_a_paper_not_in_params(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("params.yaml: papers.nopaper: not in params.yaml")
     assert not Path(tmp_path / "artifacts").exists()
+
+
+def test_locate_record_changes_with_a_file_and_is_byte_identical_otherwise(tmp_path, monkeypatch):
+    """locate@<paper>: a stat fingerprint of the external files (full profile), constant otherwise."""
+    import os
+
+    from mmrepro import pipeline
+    from mmrepro.config import validate_params
+
+    from .dataset_fixtures import make_cifar10
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    make_cifar10(tmp_path / "datasets", n_train=5, n_test=2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MMREPRO_DATASETS", raising=False)
+    full = validate_params({**raw, "profile": "full"})
+    record = pipeline.locate(full, "vqvae")
+    path = tmp_path / "data/external/vqvae.json"
+    first = path.read_bytes()
+    assert record["files"]["cifar10/cifar-10-batches-bin"]["files"] == 7
+    assert record["files"]["cifar10/cifar-10-batches-bin"]["bytes"] == 7 * 3073 + 61  # 5 + 2 records, meta
+    pipeline.locate(full, "vqvae")
+    assert path.read_bytes() == first  # nothing changed: byte-identical
+    batch = tmp_path / "datasets/cifar10/cifar-10-batches-bin/test_batch.bin"
+    st = batch.stat()
+    os.utime(batch, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    pipeline.locate(full, "vqvae")
+    assert path.read_bytes() != first  # a touched file changes the record
+    cpu = validate_params({**raw, "profile": "cpu"})
+    assert pipeline.locate(cpu, "vqvae") == {"paper": "vqvae", "profile": "cpu", "files": None}
+    constant = path.read_bytes()
+    batch.write_bytes(b"x")
+    pipeline.locate(cpu, "vqvae")
+    assert path.read_bytes() == constant

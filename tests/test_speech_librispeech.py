@@ -1,114 +1,141 @@
-"""LibriSpeech reader and identity check on a fixture in the exact OpenSLR layout (FLAC)."""
+"""LibriSpeech in the full profile: the OpenSLR layout under the datasets root, identity checks before any
+FLAC is opened, one-line errors, downloads only when asked (never in tests) and never deleting a file."""
 
-import numpy as np
+import hashlib
+
 import pytest
 import soundfile as sf
 
-from mmrepro.data.librispeech import (
-    ARCHIVE_MD5,
-    EXPECTED_SIZES,
-    LibriSpeechIdentityError,
-    check_identity,
-    load_subset,
-    read_subset,
-    to_manifest_rows,
-)
+import mmrepro.datasets as ds
+from mmrepro.data import librispeech as ls
+from mmrepro.datasets import DatasetError, DatasetSettings
+from mmrepro.papers import get_paper
 
-TRANSCRIPTS = {  # speaker -> chapter -> utterances
-    ("1089", "134686"): ["HE HOPED THERE WOULD BE STEW FOR DINNER", "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM"],
-    ("1089", "134691"): ["HE COULD WAIT NO LONGER"],
-    ("121", "121726"): ["ALSO A POPULAR CONTRIVANCE", "HE'S ALIVE SAID THE MAN", "YES"],
-}
+from .dataset_fixtures import LIBRISPEECH_SUBSETS, make_librispeech, patch_identities
 
 
-def _make_fixture(root, subset="test-clean"):
-    rng = np.random.default_rng(0)
-    for (spk, chap), lines in TRANSCRIPTS.items():
-        d = root / "LibriSpeech" / subset / spk / chap
-        d.mkdir(parents=True)
-        with open(d / f"{spk}-{chap}.trans.txt", "w") as fh:
-            for k, text in enumerate(lines):
-                uid = f"{spk}-{chap}-{k:04d}"
-                fh.write(f"{uid} {text}\n")
-                sf.write(d / f"{uid}.flac", (rng.standard_normal(1600 * (k + 1)) * 0.1).astype(np.float32),
-                         16000, format="FLAC", subtype="PCM_16")
-    return root
+def _paper(root, identity="strict"):
+    paper = get_paper("conformer", DatasetSettings(root, identity))
+    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="librispeech", tokens="char")
+    return paper, cfg
+
+
+def _out(tmp_path, name="data"):
+    out = tmp_path / name
+    out.mkdir()
+    return out
 
 
 def test_reads_the_openslr_layout(tmp_path):
-    root = _make_fixture(tmp_path)
-    utts = read_subset(root, "test-clean")
-    assert [u.utt_id for u in utts] == ["1089-134686-0000", "1089-134686-0001", "1089-134691-0000",
-                                        "121-121726-0000", "121-121726-0001", "121-121726-0002"]
-    assert utts[4].text == "HE'S ALIVE SAID THE MAN" and utts[4].speaker == "121"
-    rows = to_manifest_rows(utts)
-    assert rows[1]["duration"] == pytest.approx(0.2) and rows[4]["text"] == "he's alive said the man"
-    # root may also point at LibriSpeech/ itself
-    assert len(read_subset(root / "LibriSpeech", "test-clean")) == 6
+    make_librispeech(tmp_path, {"test-clean": 3})
+    utts = ls.read_subset(tmp_path, "test-clean")
+    assert [u.utt_id for u in utts] == ["100-5000-0000", "100-5000-0001", "101-5001-0000"]
+    assert utts[2].speaker == "101" and utts[2].text.isupper()
+    rows = ls.to_manifest_rows(utts)
+    assert [r["duration"] for r in rows] == [0.1, 0.2, 0.1] and rows[0]["text"] == utts[0].text.lower()
+    assert len(ls.read_subset(tmp_path / "LibriSpeech", "test-clean")) == 3  # root may be LibriSpeech/ itself
+    found = ls.split_identity_of(utts)
+    assert found["n"] == 3 and found["words"] == sum(len(u.text.split()) for u in utts)
+    assert found["sha256"] == ds.split_identity([(u.utt_id, u.text) for u in reversed(utts)])["sha256"]
 
 
-def test_identity_check_is_enforced_with_injected_expectations(tmp_path):
-    root = _make_fixture(tmp_path)
-    words = sum(len(t.split()) for lines in TRANSCRIPTS.values() for t in lines)
-    assert words == 8 + 8 + 5 + 4 + 5 + 1 == 31
-    ok = load_subset(root, "test-clean", expected={"test-clean": (6, 31)})
-    assert len(ok) == 6
-    with pytest.raises(LibriSpeechIdentityError, match="found 6 utterances / 31 words, expected 6 / 32"):
-        load_subset(root, "test-clean", expected={"test-clean": (6, 32)})
-    # with the real (pinned) numbers, the 6-utterance fixture is rejected
-    with pytest.raises(LibriSpeechIdentityError, match="expected 2620 / 52576"):
-        load_subset(root, "test-clean")
+def test_missing_folder_names_dataset_key_and_source(tmp_path):
+    paper, cfg = _paper(tmp_path / "nowhere")
+    with pytest.raises(DatasetError) as err:
+        paper.prepare(cfg, _out(tmp_path), seed=0)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("librispeech: ")
+    assert f"{tmp_path}/nowhere/LibriSpeech/train-clean-100 not found" in msg
+    assert "params papers.conformer.full.dataset" in msg and "https://www.openslr.org/12" in msg
+    assert "papers.conformer.full.download: true" in msg
 
 
-def test_real_numbers_and_checksums_are_pinned():
-    assert EXPECTED_SIZES == {"test-clean": (2620, 52576), "test-other": (2939, 52343)}
-    assert ARCHIVE_MD5["test-clean"] == "32fa31d27d2e1cad72775fee3f4849a9"
-    assert ARCHIVE_MD5["test-other"] == "fb5a50374b501bb3bac4815ee91d3135"
-    assert len(ARCHIVE_MD5) == 7 and all(len(v) == 32 for v in ARCHIVE_MD5.values())
-    assert check_identity("train-clean-100", []) == (0, 0)  # no expectation for training sets
+def test_partial_test_split_strict_error_warn_success(tmp_path, monkeypatch, capsys):
+    make_librispeech(tmp_path)
+    counts = {**LIBRISPEECH_SUBSETS, "test-clean": 2620}  # everything matches but test-clean
+    patch_identities(monkeypatch, "librispeech", counts)
+    paper, cfg = _paper(tmp_path)
+    with pytest.raises(DatasetError, match=r"^librispeech/test-clean: 3 examples, the official split has 2620 "
+                                           r"\(params papers.conformer.full.dataset;"):
+        paper.prepare(cfg, _out(tmp_path), seed=0)
+    paper, cfg = _paper(tmp_path, "warn")
+    info = paper.prepare(cfg, _out(tmp_path, "warned"), seed=0)
+    printed = capsys.readouterr().out
+    assert "warning: librispeech/test-clean: 3 examples, the official split has 2620" in printed
+    assert info.splits == {"train": 8, "dev": 2, "test-clean": 3, "test-other": 3}
+    want = ds.split_identity((u.utt_id, u.text) for u in ls.read_subset(tmp_path, "test-other"))
+    assert info.identity == {"librispeech/test-clean": ds.split_identity(
+        (u.utt_id, u.text) for u in ls.read_subset(tmp_path, "test-clean")), "librispeech/test-other": want}
 
 
-def test_missing_audio_and_missing_subset(tmp_path):
-    root = _make_fixture(tmp_path)
-    (root / "LibriSpeech/test-clean/121/121726/121-121726-0002.flac").unlink()
-    with pytest.raises(LibriSpeechIdentityError, match="121-121726-0002.flac is missing"):
-        read_subset(root, "test-clean")
-    with pytest.raises(FileNotFoundError, match="download"):
-        load_subset(root, "test-other")  # absent and download not enabled: no network touched
-    with pytest.raises(ValueError):
-        load_subset(root, "test-dirty")
+def test_identity_is_checked_before_any_flac_is_read(tmp_path, monkeypatch):
+    make_librispeech(tmp_path)
+    opened = []
+    monkeypatch.setattr(sf, "info", lambda path: opened.append(path) or (_ for _ in ()).throw(RuntimeError("x")))
+    paper, cfg = _paper(tmp_path)  # real identities: train-clean-100 has 28539 utterances
+    with pytest.raises(DatasetError, match="librispeech/train-clean-100: 4 examples, the official split has 28539"):
+        paper.prepare(cfg, _out(tmp_path), seed=0)
+    assert opened == []
 
 
-def test_paper_prepare_enforces_the_identity_check(tmp_path, monkeypatch):
-    """The full profile's prepare reads the OpenSLR layout and refuses a test set of the wrong size."""
-    from mmrepro.papers import get_paper
+def test_a_bad_flac_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    make_librispeech(tmp_path)
+    patch_identities(monkeypatch, "librispeech", LIBRISPEECH_SUBSETS)
+    bad = tmp_path / "LibriSpeech/test-other/151/5051/151-5051-0000.flac"
+    bad.write_bytes(b"not a flac")
+    paper, cfg = _paper(tmp_path)
+    with pytest.raises(DatasetError, match=f"^{bad}: not a readable FLAC") as err:
+        paper.prepare(cfg, _out(tmp_path), seed=0)
+    assert "\n" not in str(err.value)
 
-    for subset in ("train-clean-100", "dev-other", "test-clean", "test-other"):
-        _make_fixture(tmp_path / "raw", subset) if subset == "train-clean-100" else None
-    root = tmp_path / "raw"
-    for subset in ("dev-other", "test-clean", "test-other"):
-        (root / "LibriSpeech" / subset).parent.mkdir(parents=True, exist_ok=True)
-        _make_fixture(tmp_path / subset, subset)
-        (tmp_path / subset / "LibriSpeech" / subset).rename(root / "LibriSpeech" / subset)
-    paper = get_paper("conformer")
-    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="librispeech", tokens="sentencepiece", sp_vocab=64,
-                       librispeech_root=str(root), train_subsets=["train-clean-100"])
-    out = tmp_path / "data"
-    out.mkdir()
-    with pytest.raises(LibriSpeechIdentityError, match="test-clean: found 6 utterances / 31 words, expected 2620 / 52576"):
-        paper.prepare(cfg, out, seed=0)
 
-    # with the expectations injected for the fixture, prepare succeeds and training reads FLACs on the fly
+def test_missing_audio_is_named(tmp_path):
+    make_librispeech(tmp_path, {"test-clean": 3})
+    (tmp_path / "LibriSpeech/test-clean/101/5001/101-5001-0000.flac").unlink()
+    with pytest.raises(ls.LibriSpeechIdentityError, match="101-5001-0000.flac is missing"):
+        ls.read_subset(tmp_path, "test-clean")
+
+
+def test_bad_archive_is_an_error_and_is_kept_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("urlopen called")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    archive = tmp_path / "train-clean-100.tar.gz"
+    archive.write_bytes(b"truncated download")
+    paper = get_paper("conformer", DatasetSettings(tmp_path))
+    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="librispeech", tokens="char", download=True)
+    md5 = hashlib.md5(b"truncated download").hexdigest()
+    with pytest.raises(ls.ChecksumError, match=f"train-clean-100.tar.gz: md5 {md5} != OpenSLR's "
+                                               f"{ls.ARCHIVE_MD5['train-clean-100']} \\(file left in place"):
+        paper.prepare(cfg, _out(tmp_path), seed=0)
+    assert archive.read_bytes() == b"truncated download"
+
+
+def test_real_checksums_are_pinned():
+    assert ls.ARCHIVE_MD5["test-clean"] == "32fa31d27d2e1cad72775fee3f4849a9"
+    assert ls.ARCHIVE_MD5["test-other"] == "fb5a50374b501bb3bac4815ee91d3135"
+    assert len(ls.ARCHIVE_MD5) == 7 and all(len(v) == 32 for v in ls.ARCHIVE_MD5.values())
+    real = ds.load_identities()["librispeech"]["splits"]
+    assert (real["test-clean"]["n"], real["test-clean"]["words"]) == (2620, 52576)
+    assert (real["test-other"]["n"], real["test-other"]["words"]) == (2939, 52343)
+
+
+def test_full_profile_prepare_trains_on_the_fixture(tmp_path, monkeypatch):
     import torch
 
-    monkeypatch.setitem(EXPECTED_SIZES, "test-clean", (6, 31))
-    monkeypatch.setitem(EXPECTED_SIZES, "test-other", (6, 31))
-    out2 = tmp_path / "data2"
-    out2.mkdir()
-    info = paper.prepare(cfg, out2, seed=0)
-    assert info.dataset == "librispeech" and info.splits == {"train": 6, "dev": 6, "test-clean": 6, "test-other": 6}
+    make_librispeech(tmp_path)
+    patch_identities(monkeypatch, "librispeech", LIBRISPEECH_SUBSETS)
+    paper = get_paper("conformer", DatasetSettings(tmp_path))
+    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="librispeech", tokens="sentencepiece", sp_vocab=40)
+    out = _out(tmp_path)
+    info = paper.prepare(cfg, out, seed=0)
     assert info.details["tokenizer"]["kind"] == "sentencepiece"
-    batch = next(iter(paper.train_batches(cfg, out2, "ctc", epoch=0, seed=0)))
-    assert batch["feats"].shape[0] == 2 and batch["feats"].shape[2] == 80 and batch["target_lens"].min() > 0
-    assert [s for _, _, s in paper.test_sets(cfg, out2)] == ["test-clean", "test-other"]
-    assert torch.isfinite(batch["feats"]).all()
+    batch = next(iter(paper.train_batches(cfg, out, "ctc", epoch=0, seed=0)))
+    assert batch["feats"].shape[0] == 2 and batch["feats"].shape[2] == 80 and torch.isfinite(batch["feats"]).all()
+    assert [s for _, _, s in paper.test_sets(cfg, out)] == ["test-clean", "test-other"]
+    assert paper.external_paths(cfg) == [tmp_path / "LibriSpeech" / s for s in
+                                         ("train-clean-100", "train-clean-360", "train-other-500", "dev-other",
+                                          "test-clean", "test-other")]

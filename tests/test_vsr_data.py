@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mmrepro.data import lrs3
+from mmrepro.datasets import DatasetError, DatasetSettings, split_identity
 from mmrepro.data.synthetic_lips import (
     LipsSpec,
     load_split,
@@ -133,10 +134,67 @@ def test_lrs3_fixture_reader(tmp_path):
         lrs3.load_clip(clips[0], crop="landmarks")
 
     (clip_dir / "00003.mp4").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="transcript"):
+    with pytest.raises(DatasetError, match="transcript 00003.txt missing"):
         lrs3.list_clips(tmp_path, "test")
     with pytest.raises(ValueError, match="Text:"):
         lrs3.read_transcript(tmp_path / "test" / "spkB" / "00002.mp4")
+
+
+def _lrs3_paper(root, identity="strict"):
+    from mmrepro.papers import get_paper
+
+    paper = get_paper("vsr_conformer", DatasetSettings(root, identity))
+    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="lrs3", lrs3_dev_speakers=1, d_model=16,
+                       num_layers=1, num_heads=2, conv_kernel=3, resnet_width=4)
+    return paper, cfg
+
+
+def test_lrs3_missing_folder_names_dataset_key_and_source(tmp_path):
+    paper, cfg = _lrs3_paper(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        paper.prepare(cfg, tmp_path / "data", seed=0)
+    assert str(err.value) == (
+        f"lrs3: {tmp_path}/LRS3/trainval not found (params papers.vsr_conformer.full.dataset; root {tmp_path}, "
+        "$MMREPRO_DATASETS overrides it); get it from https://www.robots.ox.ac.uk/~vgg/data/lip_reading/lrs3.html "
+        "(by agreement)")
+
+
+def test_lrs3_partial_test_split_strict_error_warn_success(tmp_path, monkeypatch, capsys):
+    from .dataset_fixtures import make_lrs3, patch_identities
+
+    make_lrs3(tmp_path)
+    patch_identities(monkeypatch, "lrs3", {"trainval": 6, "test": 1321})
+    paper, cfg = _lrs3_paper(tmp_path)
+    with pytest.raises(DatasetError, match=r"^lrs3/test: 3 examples, the official split has 1321 \(params "
+                                           r"papers.vsr_conformer.full.dataset;"):
+        paper.prepare(cfg, tmp_path / "data", seed=0)
+    paper, cfg = _lrs3_paper(tmp_path, "warn")
+    info = paper.prepare(cfg, tmp_path / "data2", seed=0)
+    assert "warning: lrs3/test: 3 examples, the official split has 1321" in capsys.readouterr().out
+    assert info.splits == {"train": 4, "dev": 2, "test": 3}
+    clips = lrs3.list_clips(tmp_path / "LRS3", "test")
+    assert info.identity == {"lrs3/test": split_identity((c.id, c.text) for c in clips)}
+    batch = next(iter(paper.train_batches(cfg, tmp_path / "data2", "lp", 0, 0)))
+    assert batch["frames"].shape[0] == 2 and batch["frames"].shape[2] == 64 * 64
+
+
+def test_lrs3_identity_before_decoding_and_bad_mp4_one_line(tmp_path, monkeypatch):
+    from .dataset_fixtures import make_lrs3, patch_identities
+
+    make_lrs3(tmp_path)
+    real = lrs3.decode_gray
+    monkeypatch.setattr(lrs3, "decode_gray", lambda path: (_ for _ in ()).throw(AssertionError("decoded")))
+    paper, cfg = _lrs3_paper(tmp_path)  # real identities: trainval has 31982 clips
+    with pytest.raises(DatasetError, match="^lrs3/trainval: 6 examples, the official split has 31982"):
+        paper.prepare(cfg, tmp_path / "data", seed=0)
+    monkeypatch.setattr(lrs3, "decode_gray", real)
+    patch_identities(monkeypatch, "lrs3", {"trainval": 6, "test": 3})
+    bad = sorted((tmp_path / "LRS3/test").glob("*/*.mp4"))[0]
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 broken")
+    with pytest.raises(DatasetError, match=f"^{bad}: not a readable video") as err:
+        paper.prepare(cfg, tmp_path / "data2", seed=0)
+    assert "\n" not in str(err.value)
+    assert paper.external_paths(cfg) == [tmp_path / "LRS3/trainval", tmp_path / "LRS3/test"]
 
 
 def test_lrs3_landmark_crop_centres_on_mouth():

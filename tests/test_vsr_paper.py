@@ -68,12 +68,15 @@ def test_paper_smoke_end_to_end(tmp_path):
     assert gif.n_frames > 10 and gif.size[1] == 64 * 3 + 48
 
 
-def test_lrs3_prepare_and_batches(tmp_path):
+def test_lrs3_prepare_and_batches(tmp_path, monkeypatch):
     """The full profile's LRS3 path on a fixture in LRS3's layout (mp4 written with PyAV + txt)."""
     import numpy as np
 
     from mmrepro.data.lrs3 import write_mp4
+    from mmrepro.datasets import DatasetSettings
     from mmrepro.papers.vsr_conformer import Config
+
+    from .dataset_fixtures import patch_identities
 
     root = tmp_path / "LRS3"
     rng = np.random.default_rng(0)
@@ -83,9 +86,10 @@ def test_lrs3_prepare_and_batches(tmp_path):
         d.mkdir(parents=True)
         write_mp4(d / f"{clip}.mp4", rng.integers(0, 255, (20, 96, 96), dtype=np.uint8))
         (d / f"{clip}.txt").write_text(f"Text:  {text}\nConf:  4\n")
-    cfg = Config(epochs=1, batch_size=2, lr=1e-3, dataset="lrs3", lrs3_root=str(root), lrs3_dev_speakers=1,
+    patch_identities(monkeypatch, "lrs3", {"trainval": 3, "test": 1})
+    cfg = Config(epochs=1, batch_size=2, lr=1e-3, dataset="lrs3", lrs3_dev_speakers=1,
                  d_model=16, num_layers=1, num_heads=2, conv_kernel=3, resnet_width=4)
-    paper = get_paper("vsr_conformer")
+    paper = get_paper("vsr_conformer", DatasetSettings(tmp_path))
     info = paper.prepare(cfg, tmp_path / "data", seed=0)
     assert info.dataset == "lrs3" and info.splits == {"train": 2, "dev": 1, "test": 1}
     batch = next(iter(paper.train_batches(cfg, tmp_path / "data", "lp", 0, 0)))

@@ -1,6 +1,7 @@
 """The bodies of the per-paper DVC stages: prepare, train, evaluate.
 
 Paths (all relative to the repo root, which is DVC's working directory):
+    data/external/<paper>.json    locate: fingerprint of the external dataset files the paper reads
     data/<paper>/                 prepare: the prepared dataset + info.json
     artifacts/<paper>/            train: seed<k>/<variant>.pt (state dicts), runs.json (MLflow run ids)
     checkpoints/<paper>/          train: per-epoch checkpoints for resume (persisted across runs)
@@ -22,8 +23,9 @@ import mlflow
 import torch
 
 from mmrepro.config import Params, dataset_settings, paper_config
+from mmrepro.datasets import stat_fingerprint
 from mmrepro.environment import environment, fingerprint_dir, pick_device
-from mmrepro.fileio import atomic_dir, write_json_atomic
+from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
 from mmrepro.tracking import MetricBuffer, log_params, metric_key, open_run, run_tags, tracking_uri
@@ -45,8 +47,35 @@ def read_info(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+def external_record(name: str) -> Path:
+    return Path("data") / "external" / f"{name}.json"
+
+
+def locate(params: Params, name: str) -> dict:
+    """Fingerprint (relative path, size, mtime_ns of every file; nothing opened) the external dataset
+    files the paper reads under the active profile into data/external/<paper>.json. The file is
+    byte-identical when nothing changed, so DVC reruns prepare only after a change of the external copy;
+    a profile that reads no external data writes a constant record."""
+    settings = dataset_settings(params)
+    paper, cfg = get_paper(name, settings), paper_config(params, name)
+    paths = paper.external_paths(cfg)
+    record: dict = {"paper": name, "profile": params.profile}
+    if paths:
+        record["root"] = str(settings.root.resolve())
+        record["files"] = stat_fingerprint(settings.root, paths)
+    else:
+        record["files"] = None  # this profile reads no external dataset
+    path = external_record(name)
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    if not path.is_file() or path.read_text() != text:  # unchanged: leave the file (and its mtime) alone
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    return record
+
+
 def prepare(params: Params, name: str) -> DataInfo:
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
+    paper.params_key = f"papers.{name}.{params.profile}"
     with atomic_dir(data_dir(name)) as tmp:
         seed_everything(params.data_seed)
         info = paper.prepare(cfg, tmp, params.data_seed)

@@ -110,6 +110,19 @@ def sample_windows(
     return np.stack([np.asarray(data[b : b + length], dtype=np.int64) for b in begin])
 
 
+def window_documents(offsets: np.ndarray, length: int, max_windows: int) -> list[int]:
+    """Indices of the documents `document_windows(..., length, max_windows)` takes its windows from."""
+    docs, n = [], 0
+    for d, (a, b) in enumerate(itertools.pairwise(offsets)):
+        k = min(max(0, (int(b) - int(a)) // length), max_windows - n)
+        if k:
+            docs.append(d)
+            n += k
+        if n == max_windows:
+            break
+    return docs
+
+
 def document_windows(data: np.ndarray, offsets: np.ndarray, length: int, max_windows: int) -> np.ndarray:
     """Deterministic evaluation windows: consecutive non-overlapping `length`-byte windows from the
     start of each document (in order), until `max_windows`. -> int64 (n, length)."""

@@ -1,17 +1,19 @@
-"""LibriSpeech (Panayotov et al. 2015, OpenSLR SLR12) reader, opt-in downloader and identity check.
+"""LibriSpeech (Panayotov et al. 2015, OpenSLR SLR12) reader, opt-in downloader and split identity.
 
-Layout read (exactly what the OpenSLR archives unpack to):
-    <root>/LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
-    <root>/LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
+Layout read (exactly what the OpenSLR archives unpack to), under <datasets root>:
+    LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+    LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
         each line: "<speaker>-<chapter>-<utt> UPPER CASE TRANSCRIPT"
 
-Download (`download_subset`, opt-in: only called when the caller asks for it, never in tests):
+Download (`download_subset`, opt-in: only when the paper's `download: true`, never in tests):
 https://www.openslr.org/resources/12/<subset>.tar.gz, verified against the MD5s OpenSLR publishes
-in https://www.openslr.org/resources/12/md5sum.txt (pinned in `ARCHIVE_MD5`), then unpacked.
+in https://www.openslr.org/resources/12/md5sum.txt (pinned in `ARCHIVE_MD5`), then unpacked. An
+archive already at <root>/<subset>.tar.gz is verified and unpacked without downloading; an archive
+with another MD5 is a one-line error and is left where it is.
 
-Identity check (`check_identity`, enforced by `load_subset` for the test sets): test-clean must have
-2620 utterances / 52576 words and test-other 2939 / 52343, the sizes every LibriSpeech WER is
-quoted over; anything else (a partial download, another version) raises `LibriSpeechIdentityError`.
+Identity (`split_identity_of`): the count and the content fingerprint (utterance id + transcript) that
+the paper checks against references/datasets.yaml *before* any FLAC is opened (`read_subset` reads
+only the transcripts and stats the FLACs).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from mmrepro.datasets import DatasetError, split_identity
 
 BASE_URL = "https://www.openslr.org/resources/12"
 SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
@@ -38,18 +41,11 @@ ARCHIVE_MD5: dict[str, str] = {  # OpenSLR's md5sum.txt for resources/12
     "train-clean-360": "c0e676e450a7ff2f54aeade5171606fa",
     "train-other-500": "d1a0fd59409feb2c614ce4d30c387708",
 }
-# (utterances, words) of the evaluation sets, as every published LibriSpeech WER counts them.
-EXPECTED_SIZES: dict[str, tuple[int, int]] = {
-    "test-clean": (2620, 52576),
-    "test-other": (2939, 52343),
-}
+class LibriSpeechIdentityError(DatasetError):
+    """The subset on disk is not the published one (malformed transcript, missing files)."""
 
 
-class LibriSpeechIdentityError(RuntimeError):
-    """The subset on disk is not the published one (wrong counts, missing files)."""
-
-
-class ChecksumError(RuntimeError):
+class ChecksumError(DatasetError):
     """A downloaded archive does not have OpenSLR's MD5."""
 
 
@@ -94,35 +90,10 @@ def read_subset(root: str | Path, subset: str) -> list[Utterance]:
     return sorted(utts, key=lambda u: u.utt_id)
 
 
-def check_identity(subset: str, utts: list[Utterance],
-                   expected: Mapping[str, tuple[int, int]] = EXPECTED_SIZES) -> tuple[int, int]:
-    """Raise LibriSpeechIdentityError unless `utts` has the expected (utterances, words) of
-    `subset`; subsets without an expectation pass. Returns the measured (utterances, words)."""
-    got = (len(utts), sum(len(u.text.split()) for u in utts))
-    if subset in expected and got != tuple(expected[subset]):
-        want = expected[subset]
-        raise LibriSpeechIdentityError(
-            f"LibriSpeech {subset}: found {got[0]} utterances / {got[1]} words, expected "
-            f"{want[0]} / {want[1]}; the published WERs are over the complete set -- re-download "
-            f"(md5 {ARCHIVE_MD5.get(subset, '?')}) instead of scoring a partial or different copy")
-    return got
-
-
-def load_subset(root: str | Path, subset: str, download: bool = False,
-                expected: Mapping[str, tuple[int, int]] = EXPECTED_SIZES) -> list[Utterance]:
-    """Read `subset`, downloading it first if absent and `download` is True; the identity check
-    is always enforced for the test sets."""
-    if subset not in SUBSETS:
-        raise ValueError(f"unknown LibriSpeech subset {subset!r}; known: {', '.join(SUBSETS)}")
-    if not subset_dir(root, subset).is_dir():
-        if not download:
-            raise FileNotFoundError(
-                f"{subset_dir(root, subset)}: LibriSpeech {subset} not found; put the OpenSLR archive's "
-                f"contents there or enable the download (papers.<name>.full.download: true)")
-        download_subset(root, subset)
-    utts = read_subset(root, subset)
-    check_identity(subset, utts, expected)
-    return utts
+def split_identity_of(utts: list[Utterance]) -> dict:
+    """{"n", "sha256", "words"} of a subset: mmrepro.datasets.split_identity over (utterance id,
+    transcript as in trans.txt), and the word count (checked where references/datasets.yaml has it)."""
+    return {**split_identity((u.utt_id, u.text) for u in utts), "words": sum(len(u.text.split()) for u in utts)}
 
 
 def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -134,20 +105,53 @@ def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def download_subset(root: str | Path, subset: str, base_url: str = BASE_URL) -> Path:
-    """Download `<subset>.tar.gz` from OpenSLR into `<root>`, verify its MD5, unpack it (the archive
-    holds `LibriSpeech/<subset>/...`), delete the archive. Returns the subset folder.
+    """Unpack `<root>/<subset>.tar.gz` (downloaded from OpenSLR first when absent) after checking its
+    MD5; the archive holds `LibriSpeech/<subset>/...`. Returns the subset folder. A wrong MD5 is a
+    ChecksumError and the archive is left in place (never deleted).
 
-    Written for real use on a machine with network access; the tests never call it."""
+    Written for real use on a machine with network access; the tests never download."""
     if subset not in ARCHIVE_MD5:
         raise ValueError(f"unknown LibriSpeech subset {subset!r}; known: {', '.join(SUBSETS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     url = f"{base_url}/{subset}.tar.gz"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{subset}-", suffix=".tar.gz", dir=root)
+    archive = root / f"{subset}.tar.gz"
+    if not archive.is_file():
+        _fetch(url, archive, subset)
+    got = md5sum(archive)
+    if got != ARCHIVE_MD5[subset]:
+        raise ChecksumError(f"{archive}: md5 {got} != OpenSLR's {ARCHIVE_MD5[subset]} (file left in place; "
+                            f"remove it and download {url} again)")
+    staging = Path(tempfile.mkdtemp(prefix=f".{subset}-", dir=root))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(staging, filter="data")
+        src = staging / "LibriSpeech" / subset
+        if not src.is_dir():
+            raise LibriSpeechIdentityError(f"{archive}: archive does not contain LibriSpeech/{subset}")
+        dest = subset_dir(root, subset)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for extra in ("BOOKS.TXT", "CHAPTERS.TXT", "LICENSE.TXT", "README.TXT", "SPEAKERS.TXT"):
+            if (staging / "LibriSpeech" / extra).is_file() and not (dest.parent / extra).exists():
+                shutil.move(str(staging / "LibriSpeech" / extra), dest.parent / extra)
+        os.replace(src, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _fetch(url: str, archive: Path, subset: str) -> None:
+    """Download url to archive (via a temporary name, renamed when complete)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{subset}-", suffix=".part", dir=archive.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+        resp_cm = urllib.request.urlopen(url, timeout=60)
+    except OSError as exc:  # URLError, DNS, timeout: one line
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(f"LibriSpeech {subset}: download of {url} failed ({exc})") from None
+    try:
+        with resp_cm as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0)
             try:
                 from tqdm import tqdm
@@ -161,27 +165,9 @@ def download_subset(root: str | Path, subset: str, base_url: str = BASE_URL) -> 
                     bar.update(len(block))
             if bar is not None:
                 bar.close()
-        got = md5sum(tmp)
-        if got != ARCHIVE_MD5[subset]:
-            raise ChecksumError(f"{url}: md5 {got} != published {ARCHIVE_MD5[subset]}")
-        staging = Path(tempfile.mkdtemp(prefix=f".{subset}-", dir=root))
-        try:
-            with tarfile.open(tmp, "r:gz") as tar:
-                tar.extractall(staging, filter="data")
-            src = staging / "LibriSpeech" / subset
-            if not src.is_dir():
-                raise LibriSpeechIdentityError(f"{url}: archive does not contain LibriSpeech/{subset}")
-            dest = subset_dir(root, subset)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            for extra in ("BOOKS.TXT", "CHAPTERS.TXT", "LICENSE.TXT", "README.TXT", "SPEAKERS.TXT"):
-                if (staging / "LibriSpeech" / extra).is_file() and not (dest.parent / extra).exists():
-                    shutil.move(str(staging / "LibriSpeech" / extra), dest.parent / extra)
-            os.replace(src, dest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        os.replace(tmp, archive)
     finally:
-        tmp.unlink(missing_ok=True)
-    return subset_dir(root, subset)
+        tmp.unlink(missing_ok=True)  # only our own partial download
 
 
 def to_manifest_rows(utts: list[Utterance]) -> list[dict]:
@@ -190,7 +176,10 @@ def to_manifest_rows(utts: list[Utterance]) -> list[dict]:
 
     rows = []
     for u in utts:
-        info = sf.info(str(u.audio_path))
+        try:
+            info = sf.info(str(u.audio_path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise DatasetError(f"{u.audio_path}: not a readable FLAC ({' '.join(str(exc).split())})") from None
         rows.append({"audio_filepath": str(u.audio_path.resolve()), "duration": round(info.duration, 4),
                      "text": u.text.lower(), "utt_id": u.utt_id, "speaker": u.speaker})
     return rows

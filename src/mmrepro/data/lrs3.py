@@ -1,4 +1,7 @@
-"""LRS3-TED reader (Afouras et al. 2018): `<root>/<split>/<speaker>/<clip>.mp4` + `<clip>.txt`.
+"""LRS3-TED reader (Afouras et al. 2018): `<root>/<split>/<speaker>/<clip>.mp4` + `<clip>.txt`, the root
+being <datasets root>/LRS3 (README, Datasets). `list_clips` reads only the transcripts, so a split's
+identity (`split_identity_of`: clip id + transcript) is checked before any video is decoded; a clip that
+does not decode is a one-line DatasetError naming the file.
 
 The `.txt` next to each clip starts with a `Text:` line holding the upper-case transcript
 (then `Conf:` and word timings, which are ignored here). Splits on disk are `pretrain`,
@@ -28,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mmrepro.datasets import DatasetError, split_identity
+
 SPLITS = ("pretrain", "trainval", "test")
 CENTER_BOX = (0.25, 0.5, 0.75, 0.95)  # (x0, y0, x1, y1) of a 224x224 LRS3 face track, mouth region
 LANDMARK_SCALE = 1.8  # crop side / mouth width (corner to corner)
@@ -47,7 +52,7 @@ def read_transcript(txt: Path) -> str:
     for line in txt.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.startswith("Text:"):
             return " ".join(line[len("Text:") :].split())
-    raise ValueError(f"{txt}: no 'Text:' line")
+    raise DatasetError(f"{txt}: no 'Text:' line")
 
 
 def list_clips(root: Path | str, split: str) -> list[Lrs3Clip]:
@@ -59,22 +64,30 @@ def list_clips(root: Path | str, split: str) -> list[Lrs3Clip]:
     for mp4 in sorted(split_dir.glob("*/*.mp4")):
         txt = mp4.with_suffix(".txt")
         if not txt.is_file():
-            raise FileNotFoundError(f"{mp4}: transcript {txt.name} missing")
+            raise DatasetError(f"{mp4}: transcript {txt.name} missing")
         speaker = mp4.parent.name
         clips.append(Lrs3Clip(f"{speaker}/{mp4.stem}", split, speaker, mp4, read_transcript(txt)))
     return clips
+
+
+def split_identity_of(clips: list[Lrs3Clip]) -> dict:
+    """mmrepro.datasets.split_identity over (clip id "<speaker>/<clip>", transcript of its `Text:` line)."""
+    return split_identity((c.id, c.text) for c in clips)
 
 
 def decode_gray(path: Path | str) -> tuple[np.ndarray, float]:
     """All frames of the first video stream as grayscale uint8 `(T, H, W)`, and the frame rate."""
     import av  # PyAV; imported here so that the module imports without it
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate) if stream.average_rate else 25.0
-        frames = [f.to_ndarray(format="gray") for f in container.decode(stream)]
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate) if stream.average_rate else 25.0
+            frames = [f.to_ndarray(format="gray") for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable video ({' '.join(str(exc).split())})") from None
     if not frames:
-        raise ValueError(f"{path}: no video frames")
+        raise DatasetError(f"{path}: no video frames")
     return np.stack(frames), fps
 
 

@@ -152,6 +152,13 @@ class Paper(ABC):
         # set by the evaluate stage: False when a step cap cut training short; a paper's claims are then
         # reported as "not judged", never supported or contradicted
         self.training_completed = True
+        # params prefix named in dataset errors; the pipeline sets the active profile's
+        self.params_key = f"papers.{self.name}.full"
+
+    def external_paths(self, cfg: TrainConfig) -> list[Path]:
+        """The external folders/files (under `self.datasets.root`) that `prepare` reads with this config:
+        the `locate` stage fingerprints them so that DVC notices a changed copy. Default: none."""
+        return []
 
     @abstractmethod
     def prepare(self, cfg: TrainConfig, data_dir: Path, seed: int) -> DataInfo:

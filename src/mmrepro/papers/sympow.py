@@ -14,6 +14,7 @@ LongCrawl64 (full, GPT-2 tokens, read from a local copy of the Zarr arrays).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -26,7 +27,8 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from mmrepro.data import byte_corpus
-from mmrepro.data.longcrawl64 import VOCAB_SIZE, LongCrawl64
+from mmrepro.data.longcrawl64 import DOC_LENGTH, VOCAB_SIZE, LongCrawl64
+from mmrepro.datasets import DatasetError, split_identity
 from mmrepro.models.sympow import SymPowConfig, SymPowTransformer, sympow_dim
 from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
 
@@ -35,7 +37,7 @@ _VARIANT = re.compile(r"^(softmax|sympow_p(\d+)|conformal_p(\d+))$")
 
 class Config(TrainConfig):
     dataset: Literal["python-stdlib-bytes", "longcrawl64"] = "python-stdlib-bytes"
-    longcrawl64_root: str | None = Field(default=None, description="local copy of gs://longcrawl64 (full)")
+    # longcrawl64: <datasets root>/longcrawl64/{train,heldout}.zarr (params datasets.root, $MMREPRO_DATASETS)
     variants: list[str] = Field(default=["softmax", "sympow_p2", "sympow_p4", "conformal_p4"], min_length=1)
     context: int = Field(default=128, gt=1, description="training context T (tokens)")
     eval_multiples: list[int] = Field(default=[1, 2, 4], min_length=1)
@@ -93,18 +95,75 @@ class SymPow(Paper):
     # ------------------------------------------------------------------ data
     def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
         if cfg.dataset == "longcrawl64":
-            if not cfg.longcrawl64_root:
-                raise ValueError("longcrawl64_root must point at a local copy of gs://longcrawl64")
-            lc = LongCrawl64(cfg.longcrawl64_root)
-            shapes = {s: lc.split(s).shape for s in ("train", "heldout")}
-            (data_dir / "source.json").write_text(json.dumps({"root": str(Path(cfg.longcrawl64_root).resolve())}))
-            return DataInfo(dataset="longcrawl64", splits={k: v[0] for k, v in shapes.items()},
-                            details={"doc_length": shapes["train"][1], "vocab": VOCAB_SIZE})
+            return self._prepare_longcrawl64(cfg, data_dir)
         stats = byte_corpus.write_dataset(
             data_dir, seed, max_bytes={"train": cfg.max_train_bytes, "val": cfg.max_eval_bytes,
                                        "test": cfg.max_eval_bytes})
         return DataInfo(dataset="python-stdlib-bytes", splits={k: v["documents"] for k, v in stats.items()},
                         details={"bytes": {k: v["bytes"] for k, v in stats.items()}, **byte_corpus.describe()})
+
+    def external_paths(self, cfg: Config) -> list[Path]:
+        if cfg.dataset != "longcrawl64":
+            return []
+        return [self.datasets.folder("longcrawl64") / name for name in LongCrawl64.SPLITS.values()]
+
+    def _prepare_longcrawl64(self, cfg: Config, data_dir: Path) -> DataInfo:
+        """Check the layout (.zarray of both arrays, 65536-token documents, enough held-out documents for
+        the disjoint test and validation sets) before reading any chunk; then fingerprint the evaluated
+        documents (no official counts are published: references/datasets.yaml records none)."""
+        root, key = self.datasets.folder("longcrawl64"), f"{self.params_key}.dataset"
+        arrays = {}
+        for split, name in LongCrawl64.SPLITS.items():
+            if not (root / name / ".zarray").is_file():
+                raise self.datasets.missing("longcrawl64", key, root / name)
+            try:
+                arrays[split] = LongCrawl64(root).split(split)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DatasetError(f"{root / name / '.zarray'}: not a LongCrawl64 Zarr v2 array ({exc})") from None
+        for split, arr in arrays.items():
+            if arr.shape[1] != DOC_LENGTH:
+                problem = f"{arr.shape[1]} tokens per document, the release has {DOC_LENGTH}"
+                if self.datasets.identity == "strict":
+                    raise DatasetError(f"longcrawl64/{split}: {problem} (params {key}; datasets.identity: warn to go "
+                                       f"on anyway); get it from {self.datasets.where('longcrawl64')}")
+                print(f"warning: longcrawl64/{split}: {problem} (datasets.identity: warn)")
+        need = cfg.eval_windows + cfg.val_windows
+        if arrays["heldout"].shape[0] < need:
+            raise DatasetError(f"longcrawl64/heldout: {arrays['heldout'].shape[0]} documents, the evaluation needs "
+                               f"{need} (eval_windows + val_windows, disjoint; params {self.params_key})")
+        top = max(cfg.eval_multiples) * cfg.context + 1
+        if top > arrays["heldout"].shape[1]:
+            raise DatasetError(f"longcrawl64/heldout: documents of {arrays['heldout'].shape[1]} tokens, the "
+                               f"evaluation needs {top} (params {self.params_key}.context)")
+        test_docs = self._eval_docs(cfg, "test")
+        rows = arrays["heldout"][test_docs.start : test_docs.stop, :]
+        identity = split_identity((str(d), hashlib.sha256(np.ascontiguousarray(r).tobytes()).hexdigest())
+                                  for d, r in zip(test_docs, rows, strict=True))
+        (data_dir / "source.json").write_text(json.dumps({"root": str(root.resolve())}))
+        return DataInfo(dataset="longcrawl64", splits={k: v.shape[0] for k, v in arrays.items()},
+                        details={"doc_length": arrays["train"].shape[1], "vocab": VOCAB_SIZE,
+                                 "heldout_documents": {"test": [test_docs.start, test_docs.stop],
+                                                       "val": [self._eval_docs(cfg, "val").start,
+                                                               self._eval_docs(cfg, "val").stop]}},
+                        identity={"longcrawl64/heldout": identity})
+
+    @staticmethod
+    def _eval_docs(cfg: Config, split: str) -> range:
+        """LongCrawl64 held-out documents of the deterministic sets: test first, then validation (disjoint)."""
+        if split == "test":
+            return range(0, cfg.eval_windows)
+        return range(cfg.eval_windows, cfg.eval_windows + cfg.val_windows)
+
+    def eval_documents(self, cfg: Config, data_dir: Path, split: str) -> list[str]:
+        """Identifiers of the documents the deterministic `split` windows ("val" or "test") come from:
+        LongCrawl64 "heldout:<row>", the byte corpus the sha256 of the document's bytes."""
+        if cfg.dataset == "longcrawl64":
+            return [f"heldout:{d}" for d in self._eval_docs(cfg, split)]
+        n = cfg.eval_windows if split == "test" else cfg.val_windows
+        length = (max(cfg.eval_multiples) if split == "test" else 1) * cfg.context + 1
+        data, offsets = byte_corpus.read_split(data_dir, split)
+        return [hashlib.sha256(bytes(data[offsets[d] : offsets[d + 1]])).hexdigest()
+                for d in byte_corpus.window_documents(offsets, length, n)]
 
     def _vocab(self, cfg: Config) -> int:
         return VOCAB_SIZE if cfg.dataset == "longcrawl64" else 256
@@ -118,8 +177,8 @@ class SymPow(Paper):
                 docs = rng.integers(0, arr.shape[0], size=n)
                 starts = rng.integers(0, arr.shape[1] - length + 1, size=n)
                 return np.stack([LongCrawl64.batch(arr, int(d), 1, int(s), length)[0] for d, s in zip(docs, starts, strict=True)])
-            first = 0 if split == "test" else n  # heldout: test documents first, then val
-            return LongCrawl64.batch(arr, first, n, 0, length)
+            docs = self._eval_docs(cfg, split)  # heldout: test documents first, then val; never overlapping
+            return LongCrawl64.batch(arr, docs.start, min(n, len(docs)), 0, length)
         data, offsets = byte_corpus.read_split(data_dir, split)
         if rng is not None:
             return byte_corpus.sample_windows(data, offsets, length, n, rng)

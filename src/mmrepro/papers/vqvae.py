@@ -33,6 +33,7 @@ from mmrepro.metrics.reconstruction import bits_per_dim, codebook_perplexity, fi
 from mmrepro.models.attribute_classifier import AttributeClassifier
 from mmrepro.models.code_prior import CodePrior, CodePriorConfig
 from mmrepro.models.vqvae import VQVAE, VQVAEConfig
+from mmrepro.datasets import DatasetError
 from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
 
 TEXT_LEN = 8  # words of a shapes caption
@@ -40,7 +41,8 @@ TEXT_LEN = 8  # words of a shapes caption
 
 class Config(TrainConfig):
     recon_dataset: Literal["photo-patches", "captioned-shapes", "cifar10"] = "photo-patches"
-    cifar10_root: str = Field(default="downloads/cifar10", description="where cifar-10-binary.tar.gz goes")
+    # cifar10: <datasets root>/cifar10/cifar-10-batches-bin (params datasets.root, $MMREPRO_DATASETS)
+    download: bool = Field(default=False, description="cifar10: fetch the archive when absent (md5-checked); off: never")
     patch_size: int = Field(default=16, gt=0)
     patch_stride: int = Field(default=8, gt=0, description="stride of training patches")
     patches_per_photo: int = Field(default=1500, gt=0)
@@ -125,14 +127,33 @@ class VQVAEPaper(Paper):
             splits.update({f"recon_{k}": v for k, v in got.items()})
             details["photo_split"] = {k: list(v) for k, v in photo_patches.DEFAULT_SPLIT.items()}
         elif cfg.recon_dataset == "cifar10":
-            folder = cifar10.download(Path(cfg.cifar10_root))
+            folder, identity = self._verified_cifar10(cfg)
             for split in ("train", "test"):
                 x, y = cifar10.read_split(folder, split)
                 (data_dir / "recon").mkdir(exist_ok=True)
                 np.savez(data_dir / "recon" / f"{split}.npz", patches=x, source=y)
                 splits[f"recon_{split}"] = len(x)
             details["cifar10_md5"] = cifar10.MD5
+            details["root"] = str(folder.resolve())
+            return DataInfo(dataset=self._recon_name(cfg), splits=splits, details=details, identity=identity)
         return DataInfo(dataset=self._recon_name(cfg), splits=splits, details=details)
+
+    def external_paths(self, cfg: Config) -> list[Path]:
+        return [self.datasets.folder("cifar10") / cifar10.FOLDER] if cfg.recon_dataset == "cifar10" else []
+
+    def _verified_cifar10(self, cfg: Config) -> tuple[Path, dict]:
+        """The unpacked copy under the datasets root, train (count) and test (count + fingerprint) checked
+        before any image is decoded. -> (folder, DataInfo.identity)."""
+        key = f"{self.params_key}.recon_dataset"
+        try:
+            folder = cifar10.locate(self.datasets.folder("cifar10"), download=cfg.download)
+        except FileNotFoundError:
+            err = self.datasets.missing("cifar10", key, self.datasets.folder("cifar10") / cifar10.FOLDER)
+            raise DatasetError(f"{err} (or set {self.params_key}.download: true)") from None
+        self.datasets.check("cifar10", "train", {"n": cifar10.count(folder, "train")}, key, counts_only=True)
+        test = cifar10.split_identity_of(folder, "test")
+        self.datasets.check("cifar10", "test", test, key)
+        return folder, {"cifar10/test": test}
 
     @staticmethod
     def _recon_name(cfg: Config) -> str:

@@ -32,6 +32,7 @@ from mmrepro.data.synthetic_lips import LipsSpec, paired_sentences, write_corpus
 from mmrepro.data.tokenizer import CharTokenizer
 from mmrepro.metrics.wer import NORMALISATION, espnet_table, paired_bootstrap, save_hypotheses, score
 from mmrepro.models.vsr_frontends import VisualConformer, VSRConfig
+from mmrepro.datasets import DatasetError, DatasetSettings
 from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
 
 CLAIM = ("LP front end reads lips as well as or better than the 3D-conv + ResNet-18 front end at equal "
@@ -50,7 +51,7 @@ class Config(TrainConfig):
     sentences: dict[str, int] = Field(default_factory=lambda: {"train": 2000, "dev": 100, "test": 300},
                                       description="sentence pool per split (shared list, paired with tts-speech)")
     # lrs3 (full)
-    lrs3_root: str = "datasets/LRS3"
+    # read from <datasets root>/LRS3/{trainval,test} (params datasets.root, $MMREPRO_DATASETS)
     lrs3_splits: list[Literal["pretrain", "trainval"]] = Field(
         default=["trainval"], min_length=1, description="LRS3 splits to train on (the paper: pretrain + trainval)")
     lrs3_crop: Literal["center", "landmarks"] = "center"
@@ -153,16 +154,28 @@ def _augment(clip: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.n
     return np.ascontiguousarray(clip)
 
 
-def _prepare_lrs3(cfg: Config, data_dir: Path, seed: int) -> DataInfo:
+def _prepare_lrs3(cfg: Config, data_dir: Path, seed: int, settings: DatasetSettings, key: str) -> DataInfo:
+    """The training splits (`lrs3_splits`: count) and test (count + fingerprint of clip id + transcript) are
+    checked against references/datasets.yaml from the transcripts alone, before any mp4 is decoded. Dev is a
+    set of trainval speakers held out; train is the rest of trainval plus pretrain when asked for."""
     from mmrepro.data import lrs3
 
-    root = Path(cfg.lrs3_root)
-    trainval = lrs3.list_clips(root, "trainval")
-    test = lrs3.list_clips(root, "test")
+    root = settings.folder("LRS3")
+    read = {}
+    for split in dict.fromkeys(["trainval", *cfg.lrs3_splits, "test"]):
+        if not (root / split).is_dir():
+            raise settings.missing("lrs3", key, root / split)
+        read[split] = lrs3.list_clips(root, split)
+        settings.check("lrs3", split, lrs3.split_identity_of(read[split]), key, counts_only=split != "test")
+    trainval, test = read["trainval"], read["test"]
     speakers = sorted({c.speaker for c in trainval})
+    if len(speakers) < 2:
+        raise DatasetError(f"lrs3: {root / 'trainval'} has {len(speakers)} speaker(s); dev holds speakers out "
+                           f"(params {key})")
     rng = np.random.default_rng(seed)
     dev_spk = set(rng.choice(speakers, size=min(cfg.lrs3_dev_speakers, len(speakers) - 1), replace=False).tolist())
-    splits = {"train": [c for c in trainval if c.speaker not in dev_spk],
+    pretrain = read.get("pretrain", [])
+    splits = {"train": pretrain + [c for c in trainval if c.speaker not in dev_spk],
               "dev": [c for c in trainval if c.speaker in dev_spk], "test": test}
     for split, clips in splits.items():
         (data_dir / split).mkdir(parents=True, exist_ok=True)
@@ -174,8 +187,10 @@ def _prepare_lrs3(cfg: Config, data_dir: Path, seed: int) -> DataInfo:
                 fh.write(json.dumps({"id": c.id, "speaker": c.speaker, "text": c.text, "path": rel,
                                      "n_frames": int(crops.shape[0])}) + "\n")
     return DataInfo(dataset="lrs3", splits={k: len(v) for k, v in splits.items()},
-                    details={"crop": cfg.lrs3_crop, "image_size": cfg.image_size, "root": str(root),
-                             "dev": f"{len(dev_spk)} trainval speakers held out"})
+                    details={"crop": cfg.lrs3_crop, "image_size": cfg.image_size, "root": str(root.resolve()),
+                             "dev": f"{len(dev_spk)} trainval speakers held out",
+                             "train_splits": [s for s in cfg.lrs3_splits if s == "pretrain"] + ["trainval"]},
+                    identity={"lrs3/test": lrs3.split_identity_of(test)})
 
 
 # ---------------------------------------------------------------------------------------------- paper
@@ -186,9 +201,14 @@ class VsrConformer(Paper):
 
     tokenizer = CharTokenizer()
 
+    def external_paths(self, cfg: Config) -> list[Path]:
+        if cfg.dataset != "lrs3":
+            return []
+        return [self.datasets.folder("LRS3") / s for s in dict.fromkeys(["trainval", *cfg.lrs3_splits, "test"])]
+
     def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
         if cfg.dataset == "lrs3":
-            return _prepare_lrs3(cfg, data_dir, seed)
+            return _prepare_lrs3(cfg, data_dir, seed, self.datasets, f"{self.params_key}.dataset")
         sents = paired_sentences(cfg.sentences, seed)
         spec = LipsSpec(
             speakers={"train": cfg.train_speakers, "dev": cfg.dev_speakers, "test": cfg.test_speakers},

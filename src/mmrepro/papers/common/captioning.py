@@ -18,6 +18,7 @@ from mmrepro.data import karpathy_json, openclipart
 from mmrepro.data.caption_vocab import CaptionVocab, tokenize
 from mmrepro.data.shapes_scenes import ShapesScenesConfig, Split, generate_split, read_split, write_split
 from mmrepro.metrics.captions import CaptionScores, evaluate_captions
+from mmrepro.datasets import DatasetError, DatasetSettings
 from mmrepro.models.image_encoder import ImageEncoderConfig
 from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
 
@@ -28,9 +29,8 @@ OPENCLIPART = "openclipart"
 class CaptionDataConfig(TrainConfig):
     """Data and image-encoder fields common to the captioning papers."""
 
+    # real datasets: <datasets root>/<dataset>/dataset_<dataset>.json + its images (mmrepro.data.karpathy_json)
     dataset: Literal["shapes-scenes", "flickr8k", "flickr30k", "coco"] = SYNTHETIC
-    karpathy_json: str | None = Field(default=None, description="dataset_<name>.json (real datasets)")
-    image_root: str | None = Field(default=None, description="folder the JSON's filepath/filename live in")
     n_train: int = Field(default=8000, gt=0, description="shapes-scenes sizes (real datasets: their splits)")
     n_val: int = Field(default=500, gt=0)
     n_test: int = Field(default=1000, gt=0)
@@ -46,7 +46,7 @@ class CaptionDataConfig(TrainConfig):
     openclipart_n: int = Field(default=0, ge=0, description="openclipart test drawings (0 = none)")
 
     @model_validator(mode="after")
-    def _real_data_needs_files(self):
+    def _objects(self):
         if self.min_objects > self.max_objects:
             raise ValueError("min_objects must be <= max_objects")
         return self
@@ -60,8 +60,47 @@ class CaptionDataConfig(TrainConfig):
                                   pretrained_path=path)
 
 
-def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar: str = "scenes") -> DataInfo:
-    """Write train/val/test (and openclipart) splits and the vocabulary into `data_dir`."""
+def karpathy_paths(cfg: CaptionDataConfig, settings: DatasetSettings) -> list[Path]:
+    """The external files a real dataset is read from: its JSON and its image folder(s)."""
+    folder = settings.folder(cfg.dataset)
+    images = [folder / "train2014", folder / "val2014"] if cfg.dataset == "coco" else \
+        [karpathy_json.image_root(folder, cfg.dataset)]
+    return [karpathy_json.json_path(folder, cfg.dataset), *images]
+
+
+def read_karpathy_splits(cfg: CaptionDataConfig, settings: DatasetSettings, key: str):
+    """{our split: KarpathySplit} of a real dataset, every used JSON split checked against references/
+    datasets.yaml (test: count + fingerprint; train, restval, val: count) and every image stat'ed, before
+    any image is decoded. -> (splits, identity of the test split)."""
+    folder = settings.folder(cfg.dataset)
+    path = karpathy_json.json_path(folder, cfg.dataset)
+    if not path.is_file():
+        raise settings.missing(cfg.dataset, key, path)
+    dataset, release = karpathy_json.read_release(path, karpathy_json.image_root(folder, cfg.dataset))
+    if dataset != cfg.dataset:
+        raise DatasetError(f"{path}: holds dataset {dataset!r}, params {key} says {cfg.dataset!r}")
+    parts = {"train": ["train", "restval"] if cfg.dataset == "coco" else ["train"], "val": ["val"], "test": ["test"]}
+    for labels in parts.values():
+        for label in labels:
+            found = karpathy_json.split_identity_of(release.get(label, []))
+            settings.check(cfg.dataset, label, found, key, counts_only=label != "test")
+    splits = {split: karpathy_json.KarpathySplit(cfg.dataset, split, tuple(
+        im for label in labels for im in release.get(label, []))) for split, labels in parts.items()}
+    for split in splits.values():
+        if not len(split):
+            raise DatasetError(f"{path}: no {split.split} images (params {key})")
+        if missing := karpathy_json.missing_images(split.images):
+            raise DatasetError(f"{cfg.dataset}: {len(missing)} of {len(split)} {split.split} images missing, e.g. "
+                               f"{missing[0]} (params {key}); get them from {settings.where(cfg.dataset)}")
+    return splits, {f"{cfg.dataset}/test": karpathy_json.split_identity_of(splits["test"].images)}
+
+
+def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar: str = "scenes",
+                     settings: DatasetSettings | None = None, key: str = "dataset") -> DataInfo:
+    """Write train/val/test (and openclipart) splits and the vocabulary into `data_dir`. A real dataset is
+    read from `settings.root/<dataset>` (all splits verified before decoding); its captions are the
+    released tokens joined by spaces."""
+    identity: dict = {}
     if cfg.dataset == SYNTHETIC:
         scfg = ShapesScenesConfig(image_size=cfg.image_size, min_objects=cfg.min_objects,
                                   max_objects=cfg.max_objects, grammar=grammar)
@@ -70,13 +109,14 @@ def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar:
             write_split(data_dir, split, generate_split(n, split, seed, scfg))
         details = {"generator": {**scfg.__dict__}, "grammar": grammar}
     else:
+        settings = settings or DatasetSettings()
+        splits, identity = read_karpathy_splits(cfg, settings, key)
         sizes = {}
-        for split in ("train", "val", "test"):
-            ks = karpathy_json.read_karpathy_json(cfg.karpathy_json, cfg.image_root, split)
+        for split, ks in splits.items():
             images = karpathy_json.load_images(ks, cfg.image_size)
-            write_split(data_dir, split, Split(images, [list(im.sentences) for im in ks.images], [[] for _ in ks.images]))
+            write_split(data_dir, split, Split(images, ks.captions(), [[] for _ in ks.images]))
             sizes[split] = len(ks)
-        details = {"karpathy_json": cfg.karpathy_json}
+        details = {"root": str(settings.folder(cfg.dataset).resolve()), "captions": "released tokens"}
     if cfg.openclipart_n:
         images, items = openclipart.build_test_set(cfg.openclipart_n, cfg.image_size, seed)
         write_split(data_dir, OPENCLIPART, Split(images, [list(i.references) for i in items], [[] for _ in items]))
@@ -86,7 +126,8 @@ def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar:
     train = read_split(data_dir, "train")
     vocab = CaptionVocab.build(c for caps in train.captions for c in caps)
     vocab.save(data_dir / "vocab.json")
-    return DataInfo(dataset=cfg.dataset, splits=sizes, details={"vocab_size": len(vocab), **details})
+    return DataInfo(dataset=cfg.dataset, splits=sizes, details={"vocab_size": len(vocab), **details},
+                    identity=identity)
 
 
 def load_vocab(data_dir: Path) -> CaptionVocab:
@@ -171,7 +212,11 @@ class CaptionPaper(Paper):
     grammar: ClassVar[str] = "scenes"  # caption grammar of the synthetic shapes-scenes data
 
     def prepare(self, cfg: CaptionDataConfig, data_dir: Path, seed: int) -> DataInfo:
-        return prepare_captions(cfg, data_dir, seed, grammar=self.grammar)
+        return prepare_captions(cfg, data_dir, seed, grammar=self.grammar, settings=self.datasets,
+                                key=f"{self.params_key}.dataset")
+
+    def external_paths(self, cfg: CaptionDataConfig) -> list[Path]:
+        return [] if cfg.dataset == SYNTHETIC else karpathy_paths(cfg, self.datasets)
 
     def steps_per_epoch(self, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> int | None:
         return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == SYNTHETIC else None

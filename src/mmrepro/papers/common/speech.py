@@ -38,6 +38,7 @@ from mmrepro.data.tts_speech import TTSConfig, prepare_tts_speech, read_manifest
 from mmrepro.metrics.wer import NORMALISATION, WerResult, espnet_table, save_hypotheses, score, score_by
 from mmrepro.models.ctc import CTCHead
 from mmrepro.models.transducer import TransducerHead
+from mmrepro.datasets import DatasetError
 from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
 
 VARIANTS = ("ctc", "transducer")
@@ -57,8 +58,8 @@ class SpeechConfig(TrainConfig):
     noise_fraction: float = Field(default=0.0, ge=0, le=1, description="share of utterances with added noise")
     pocketsphinx_real: bool = Field(default=True, description="also test on the real pocketsphinx recordings")
     # LibriSpeech (full profile)
-    librispeech_root: str = Field(default="data-raw/librispeech", description="folder holding LibriSpeech/")
-    download: bool = Field(default=False, description="fetch missing OpenSLR archives (md5-verified)")
+    # read from <datasets root>/LibriSpeech/<subset> (params datasets.root, $MMREPRO_DATASETS)
+    download: bool = Field(default=False, description="fetch missing OpenSLR archives (md5-verified); off: never")
     train_subsets: list[str] = Field(default_factory=lambda: ["train-clean-100", "train-clean-360", "train-other-500"])
     # tokens
     tokens: Literal["char", "sentencepiece"] = "char"
@@ -247,24 +248,50 @@ class SpeechPaper(Paper):
         summary["features"] = "80-dim log-mel, 25 ms / 10 ms, HTK mel, per-utterance mean/var normalised"
         return DataInfo(dataset=TTS_DATASET, splits=splits, details=summary)
 
-    def _prepare_librispeech(self, cfg: SpeechConfig, data_dir: Path) -> DataInfo:
-        from mmrepro.data.librispeech import load_subset, to_manifest_rows
+    def _librispeech_subsets(self, cfg: SpeechConfig) -> dict[str, list[str]]:
+        """Our split -> the LibriSpeech subsets it is made of."""
+        return {"train": list(cfg.train_subsets), "dev": ["dev-other"], **{s: [s] for s in LIBRISPEECH_TEST}}
 
-        root, splits, details = Path(cfg.librispeech_root), {}, {"root": str(Path(cfg.librispeech_root).resolve())}
-        train_rows: list[dict] = []
-        for subset in cfg.train_subsets:
-            train_rows += to_manifest_rows(load_subset(root, subset, download=cfg.download))
-        write_manifest(data_dir / "train.jsonl", train_rows)
-        dev = to_manifest_rows(load_subset(root, "dev-other", download=cfg.download))
-        write_manifest(data_dir / "dev.jsonl", dev)
-        splits["train"], splits["dev"] = len(train_rows), len(dev)
-        for subset in LIBRISPEECH_TEST:  # identity check enforced inside load_subset
-            rows = to_manifest_rows(load_subset(root, subset, download=cfg.download))
-            write_manifest(data_dir / f"{subset}.jsonl", rows)
-            splits[subset] = len(rows)
-        tok = self._train_tokenizer(cfg, [r["text"] for r in train_rows], data_dir)
+    def external_paths(self, cfg: SpeechConfig) -> list[Path]:
+        if cfg.dataset != "librispeech":
+            return []
+        from mmrepro.data.librispeech import subset_dir
+
+        subsets = dict.fromkeys(s for group in self._librispeech_subsets(cfg).values() for s in group)
+        return [subset_dir(self.datasets.root, s) for s in subsets]
+
+    def _prepare_librispeech(self, cfg: SpeechConfig, data_dir: Path) -> DataInfo:
+        """Every subset is read (transcripts; FLACs only stat'ed) and checked against references/datasets.yaml
+        first -- test sets by count and fingerprint, training/dev sets by count -- then FLAC headers are read."""
+        from mmrepro.data import librispeech as ls
+
+        root, key = self.datasets.root, f"{self.params_key}.dataset"
+        groups = self._librispeech_subsets(cfg)
+        read: dict[str, list] = {}
+        for subset in dict.fromkeys(s for group in groups.values() for s in group):
+            folder = ls.subset_dir(root, subset)
+            if not folder.is_dir():
+                if not cfg.download:
+                    err = self.datasets.missing("librispeech", key, folder)
+                    raise DatasetError(f"{err} (or set {self.params_key}.download: true)")
+                ls.download_subset(root, subset)
+            read[subset] = ls.read_subset(root, subset)
+            self.datasets.check("librispeech", subset, ls.split_identity_of(read[subset]), key,
+                                counts_only=subset not in LIBRISPEECH_TEST)
+        identity = {}
+        for subset in LIBRISPEECH_TEST:
+            found = ls.split_identity_of(read[subset])
+            identity[f"librispeech/{subset}"] = {"n": found["n"], "sha256": found["sha256"]}
+        # only now: FLAC headers (durations)
+        splits, details = {}, {"root": str(root.resolve()), "subsets": groups}
+        for split, group in groups.items():
+            rows = [row for subset in group for row in ls.to_manifest_rows(read[subset])]
+            write_manifest(data_dir / f"{split}.jsonl", rows)
+            splits[split] = len(rows)
+        train_texts = [r["text"] for r in read_manifest(data_dir / "train.jsonl")]
+        tok = self._train_tokenizer(cfg, train_texts, data_dir)
         details["tokenizer"] = {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested": cfg.sp_vocab}
-        return DataInfo(dataset="librispeech", splits=splits, details=details)
+        return DataInfo(dataset="librispeech", splits=splits, details=details, identity=identity)
 
     def _train_tokenizer(self, cfg: SpeechConfig, texts: list[str], data_dir: Path):
         if cfg.tokens == "char":

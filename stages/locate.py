@@ -1,0 +1,12 @@
+"""DVC stage `locate@<paper>`: see mmrepro.pipeline.locate. Usage: python stages/locate.py <paper>"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's code, not an installed copy
+
+from mmrepro import pipeline  # noqa: E402
+from mmrepro.cli import run_stage  # noqa: E402
+
+if __name__ == "__main__":
+    run_stage(lambda params, args: pipeline.locate(params, *args), __doc__)
