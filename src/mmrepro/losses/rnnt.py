@@ -60,10 +60,20 @@ def _chunks(b: int, t_max: int, row: int, total: int):
 
 
 def _logsumexp_chunked(logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """logsumexp over C in `dtype`, through one chunk-sized work buffer reused by every chunk (no other
+    logits-sized temporaries; fresh large buffers cost page faults on CPU)."""
     b, t_max, u1, c = logits.shape
     lse = torch.empty((b, t_max, u1), dtype=dtype, device=logits.device)
-    for i, t0, t1 in _chunks(b, t_max, u1 * c, logits.numel()):
-        torch.logsumexp(logits[i, t0:t1].to(dtype), dim=-1, out=lse[i, t0:t1])
+    chunks = list(_chunks(b, t_max, u1 * c, logits.numel()))
+    buf = torch.empty(max(t1 - t0 for _, t0, t1 in chunks) * u1 * c, dtype=dtype, device=logits.device)
+    for i, t0, t1 in chunks:
+        z, out = logits[i, t0:t1], lse[i, t0:t1]
+        m = torch.amax(z, dim=-1, keepdim=True).to(dtype)
+        m.masked_fill_(m.isinf(), 0.0)  # rows of -inf (or +inf) as torch.logsumexp
+        w = buf[: z.numel()].view(z.shape)
+        torch.sub(z, m, out=w)
+        torch.sum(w.exp_(), dim=-1, out=out)
+        out.log_().add_(m.squeeze(-1))
     return lse
 
 
@@ -185,8 +195,11 @@ def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.
         raise ValueError("logit_lengths must be in [1, T]")
     if (target_lengths < 0).any() or (target_lengths > u1 - 1).any():
         raise ValueError("target_lengths must be in [0, U]")
-    tgt = targets.long().clamp(0, c - 1)
-    nll = _RNNTLoss.apply(logits, tgt, logit_lengths.long(), target_lengths.long(), blank, log_probs)
+    dev = logits.device
+    tgt = targets.to(dev, torch.long).clamp(0, c - 1)
+    with torch.autocast(dev.type, enabled=False):  # the recursions stay in float32/64 under bf16 autocast
+        nll = _RNNTLoss.apply(logits, tgt, logit_lengths.to(dev, torch.long), target_lengths.to(dev, torch.long),
+                              blank, log_probs)
     if reduction == "mean":
         return nll.mean()
     if reduction == "sum":
