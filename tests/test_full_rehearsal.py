@@ -11,6 +11,8 @@ Departures from the shipped full profile, each a recipe difference the report mu
   pretrained_path: null      no 0.5 GB of ImageNet weights in a test (the loading path has its own test)
   sympow context 256         one step at 4096 tokens x 4 variants of a 124M model takes CPU minutes each;
                              the architecture (12 layers, d 768, 12 heads) is unchanged
+  starcapnet, geocapnet      256 synthetic training images, not 100k (~10 minutes of drawing); these two
+  n_train/n_val/n_test       notebooks have no published numbers to compare with
 No GPU is needed: the whole run is on CPU, like CI."""
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ EXTRA = {
     "attention_captioner": {"pretrained_path": None},
     "karpathy_alignment": {"pretrained_path": None},
     "sympow": {"context": 256, "eval_windows": 4, "val_windows": 2},
+    "starcapnet": {"n_train": 256, "n_val": 32, "n_test": 32},
+    "geocapnet": {"n_train": 256, "n_val": 32, "n_test": 32},
 }
 
 
