@@ -229,6 +229,11 @@ def train_variant(
                 "validation": json.dumps(history.validation),
             },
         )
-    history.epochs_done, history.optimizer_steps = cfg.epochs, step
+        history.epochs_done = epoch + 1
+        if cfg.max_steps is not None and micro >= cfg.max_steps:
+            history.capped = history.capped or history.epochs_done < cfg.epochs
+            break  # the step cap is reached: no further (empty) epochs, validations or checkpoints
+    history.epochs_done = max(history.epochs_done, start_epoch)
+    history.optimizer_steps = step
     model.eval()
     return model, history
