@@ -9,6 +9,7 @@ rows its evaluate stage returns (deterministic, a few seconds on CPU: counted on
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -52,12 +53,15 @@ class LiveTensorBytes(TorchDispatchMode):
     inputs or weights created before). Deterministic on any device: each new storage is counted when an
     op returns it and uncounted when Python frees it (storages keep their Python object alive).
     Kernel-internal workspaces are not seen. Use: `with torch.no_grad(), LiveTensorBytes() as m: ...; m.peak`.
+    A view of a tensor created before would count its whole storage as new: pass such inputs as `exclude`
+    (e.g. `LiveTensorBytes(exclude=[logits])` when the measured code slices the logits).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self.live = self.peak = 0
-        self._seen: set[int] = set()
+        self._excluded = [t.untyped_storage() for t in exclude]  # held, so that their ids stay theirs
+        self._seen: set[int] = {id(st) for st in self._excluded}
 
     def _free(self, key: int, nbytes: int) -> None:
         self._seen.discard(key)
