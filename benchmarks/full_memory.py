@@ -21,13 +21,17 @@ optimizer state already exists (primed by one step on zero gradients), and with 
 the last micro-batch of a group (gradients of the earlier micro-batches alive, then the optimizer step).
 The optimizer uses foreach updates, as on CUDA (on CPU PyTorch defaults to per-tensor loops).
 
-Extrapolation is linear in the batch: slope = (peak(b2) - peak(b1)) / (b2 - b1) per example, then
-peak(batch_size) = peak(b1) + slope (batch_size - b1). SymPow (context 4096) is measured at contexts 512
-and 1024 (batches 1 and 2 each), with the profile's chunk_size, so the same form runs as at 4096 (with
-chunk_size >= context the chunked attention is one chunk: the quadratic form). The per-example slope is
-extrapolated in context as s(T) = a T + b T^2 (exact through the two points; the linear terms are the
-MLP/logits activations, the quadratic the attention weights), the batch-independent part linearly; the
-log-log exponent between the two contexts is listed too.
+The step has two phases whose peaks scale differently: forward + loss + backward (activations grow with
+the batch) and clipping + optimizer step (gradients and whole-model foreach temporaries, constant in the
+batch; at a small batch this one can be the larger). Each phase's peak is recorded and extrapolated on its
+own, linearly in the batch: slope = (peak(b2) - peak(b1)) / (b2 - b1) per example, then
+peak(batch_size) = peak(b1) + slope (batch_size - b1); the larger of the two is the step's peak.
+SymPow (context 4096) is measured at contexts 512 and 1024 (batches 1 and 2 each), with the profile's
+chunk_size, so the same form runs as at 4096 (with chunk_size >= context the chunked attention is one
+chunk: the quadratic form). The per-example slope is extrapolated in context as s(T) = a T + b T^2 (exact
+through the two points; the linear terms are the MLP/logits activations, the quadratic the attention
+weights), the batch-independent part linearly; the log-log exponent between the two contexts is listed
+too.
 
 What this does not see: the CUDA caching allocator's fragmentation and reserved-but-free blocks, cuDNN /
 cuBLAS workspaces, the CUDA context (~0.5-1 GB) and kernel-internal scratch. On CUDA the loop runs bf16
@@ -57,6 +61,8 @@ sys.path.insert(0, str(ROOT / "src"))
 GB = 1e9
 GPU_BYTES = 80e9
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "full_memory.json"
+PHASES = ("forward_backward", "optimizer")
+SHORT = {"forward_backward": "fwd+bwd", "optimizer": "opt step"}
 PAPERS = ("conformer", "fast_conformer", "vsr_conformer", "sympow", "vqvae", "attention_captioner",
           "karpathy_alignment")
 
@@ -330,16 +336,25 @@ def measure(paper: str, variant: str, batch: int, context: int | None, quick: bo
         (loss / cfg.accumulation).backward()
         loss_value = float(loss.detach())
         del loss
+        peak_fb = live.peak  # forward + loss + backward (activations, temporaries, gradients)
+        live.peak = live.live  # what stays (the gradients) is the optimizer phase's floor
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        peak_opt = live.peak  # gradients + clipping and optimizer temporaries
     step_s = time.perf_counter() - t1
     state = [t for s in optimizer.state.values() for t in _tensors(s)]
     comp = {"weights": _nbytes(params), "buffers": _nbytes(buffers), "optimizer_state": _nbytes(state),
-            "grads_before_step": _nbytes(grads_before), "inputs": _nbytes(inputs), "live_peak": live.peak}
+            "grads_before_step": _nbytes(grads_before), "inputs": _nbytes(inputs),
+            "live_peak": max(peak_fb, peak_opt)}
+    static = sum(comp.values()) - comp["live_peak"]
+    # the two phases peak differently in the batch (activations grow with it, optimizer temporaries do not),
+    # so each is extrapolated on its own and the larger taken
+    phases = {"forward_backward": static + peak_fb, "optimizer": static + peak_opt}
     grads = _nbytes([p.grad for p in trainable if p.grad is not None])
     optimizer.zero_grad(set_to_none=True)
     return {"batch": batch, "context": context, "peak_bytes": sum(comp.values()), "components": comp,
+            "phases": phases,
             "grads_bytes": grads, "params": sum(p.numel() for p in params),
             "trainable_params": sum(p.numel() for p in trainable), "optimizer": cfg.optimizer,
             "accumulation": cfg.accumulation, "input": desc, "loss": loss_value, "step_seconds": round(step_s, 2),
@@ -396,17 +411,25 @@ def run_case(pool, paper: str, case: dict, quick: bool) -> dict:
     row = {"paper": paper, "variant": case["variant"], "params_million": round(runs[0]["params"] / 1e6, 2),
            "optimizer": runs[0]["optimizer"], "input": runs[0]["input"], "measured": runs,
            "stated_batch": target, "accumulation": accumulation, "effective_batch": target * accumulation}
+    fits = {}
+    for phase in PHASES:
+        if case.get("contexts"):
+            target_ctx = int(full["context"])
+            by_ctx = {c: linear_extrapolation([(r["batch"], r["phases"][phase]) for r in runs if r["context"] == c],
+                                              target) for c in contexts}
+            fits[phase] = {**context_extrapolation(by_ctx, target_ctx, target),
+                           "per_context": {str(k): v for k, v in by_ctx.items()}}
+        else:
+            fits[phase] = linear_extrapolation([(r["batch"], r["phases"][phase]) for r in runs], target)
+    binding = max(PHASES, key=lambda ph: fits[ph]["extrapolated_bytes"])
+    row.update(phase_fits=fits, binding_phase=binding, **{k: v for k, v in fits[binding].items()})
     if case.get("contexts"):
-        target_ctx = int(full["context"])
-        by_ctx = {ctx: linear_extrapolation([(r["batch"], r["peak_bytes"]) for r in runs if r["context"] == ctx],
-                                            target) for ctx in contexts}
-        fit = context_extrapolation(by_ctx, target_ctx, target)
-        row.update(method=f"linear in batch at each context, per-example slope {fit['slope_form']} in context "
-                          f"(log-log exponent {fit['loglog_exponent']:.2f}), extrapolated to context {target_ctx}",
-                   per_context={str(k): v for k, v in by_ctx.items()}, target_context=target_ctx, **fit)
+        row["target_context"] = target_ctx
+        row["method"] = (f"per phase: linear in batch at each context, per-example slope {row['slope_form']} in "
+                         f"context (log-log exponent {row['loglog_exponent']:.2f}), extrapolated to context "
+                         f"{target_ctx}; the larger phase")
     else:
-        row.update(method="linear in batch", **linear_extrapolation([(r["batch"], r["peak_bytes"]) for r in runs],
-                                                                    target))
+        row["method"] = "per phase (forward+backward, optimizer step): linear in batch; the larger phase"
     row["fits_80gb"] = row["extrapolated_bytes"] <= GPU_BYTES
     return row
 
@@ -431,7 +454,8 @@ def table(rows: list[dict]) -> str:
             slope += f" @T{r['target_context']} ({r['slope_form']}, exp {r['loglog_exponent']:.2f})"
         lines.append("| " + " | ".join([
             r["paper"], r["variant"], f"{r['params_million']:.1f}", _fmt_measured(r), inp, peaks, slope,
-            str(r["stated_batch"]), f"{r['extrapolated_bytes'] / GB:.1f}", "yes" if r["fits_80gb"] else "NO",
+            str(r["stated_batch"]), f"{r['extrapolated_bytes'] / GB:.1f} ({SHORT[r['binding_phase']]})",
+            "yes" if r["fits_80gb"] else "NO",
             f"{r['stated_batch']} x {r['accumulation']} = {r['effective_batch']}"]) + " |")
     return "\n".join(lines)
 
