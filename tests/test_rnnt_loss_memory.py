@@ -151,6 +151,12 @@ def test_longer_lattice_and_chunked_backward_match_reference():
     ours.backward()
     ref.backward()
     assert torch.allclose(x.grad, x_ref.grad, atol=1e-10, rtol=0)
+    # non-contiguous logits (a transposed view) give the same values and gradients
+    xt = logits.transpose(1, 2).contiguous().requires_grad_(True)
+    ours_t = rnnt_loss(xt.transpose(1, 2), targets, t_lens, u_lens, blank=2)
+    assert torch.allclose(ours_t, ref, atol=1e-10, rtol=0)
+    ours_t.backward()
+    assert torch.allclose(xt.grad.transpose(1, 2), x_ref.grad, atol=1e-10, rtol=0)
 
 
 def test_bfloat16_logits_get_a_bfloat16_gradient_close_to_float32():
@@ -163,6 +169,11 @@ def test_bfloat16_logits_get_a_bfloat16_gradient_close_to_float32():
     (g16,), (g32,) = torch.autograd.grad(l16, x16), torch.autograd.grad(l32, x32)
     assert g16.dtype == torch.bfloat16
     assert torch.allclose(g16.float(), g32, atol=1e-2, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as the trainer's bf16 autocast (on CUDA there)
+        la = rnnt_loss(x16, targets, t_lens, u_lens)
+    assert la.dtype == torch.float32 and torch.allclose(la, l32, atol=1e-5, rtol=0)
+    (ga,) = torch.autograd.grad(la, x16)
+    assert ga.dtype == torch.bfloat16 and torch.equal(ga, g16)
 
 
 def test_validation_errors():
@@ -200,3 +211,26 @@ def test_peak_memory_beyond_logits_is_at_most_twice_the_logits():
     assert peak >= logits_bytes  # the gradient is counted, so the tracker saw the backward
     assert peak <= 2.0 * logits_bytes
     assert ref_peak > 2.0 * logits_bytes
+
+
+def test_benchmark_quick_writes_json_with_both_tables(tmp_path, capsys):
+    """benchmarks/rnnt_loss.py --quick runs end to end (no timing assertions: only the deterministic memory)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rnnt_loss.py"
+    spec = importlib.util.spec_from_file_location("rnnt_loss_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "rnnt_loss.json"
+    res = bench.main(["--quick", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(res))
+    assert [r["t"] for r in saved["scaling"]["rows"]] == [20, 40, 80]
+    assert saved["scaling"]["new_time_exponent"] is not None
+    full = saved["memory"]["conformer_l_full_extrapolated"]
+    assert full["logits_bytes"] == 32 * 613 * 201 * 1025 * 4
+    assert full["new_x_logits"] <= 2.0 < full["old_x_logits"]
+    assert "| T | cells" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.tmp"))

@@ -30,7 +30,13 @@ and d lse / d z = softmax(z) give, for unnormalised logits,
 incoming gradient. With `log_probs=True` the input is used as the log-probabilities as it is (lse = 0, no
 normalisation, as before), so its gradient is just the two arc terms (no softmax term).
 
-Memory. Forward keeps only (B, T, U+1) tensors (lse, blank, y, alpha) and a reference to the logits;
+Precision. The (B, T, U+1) lattice (blank, y, c, alpha, beta, posteriors) is float64 whatever the logits'
+dtype: log P is thousands of nats at U = 200 and alpha + beta - log P cancels numbers of that size, which
+in float32 costs ~1e-3 relative error in the posteriors (the previous autograd version: ~1e-4 absolute in
+the gradient at B=2, T=60, U=200, C=1025; this one: ~1e-6). It is C times smaller than the logits, so
+this costs little time or memory; the logits-sized work stays in the logits' dtype (float32 for half).
+
+Memory. Forward keeps only (B, T, U+1) tensors (lse, blank, y, c, alpha) and a reference to the logits;
 the logsumexp over C runs over chunks of the logits (bf16/half chunks are upcast to float32 one chunk at a
 time). Backward writes the softmax term straight into the one (B, T, U+1, C) gradient tensor chunk by chunk
 (in place: sub, exp, mul, then the two scatters), so the loss's peak beyond the logits is about one
@@ -60,10 +66,20 @@ def _chunks(b: int, t_max: int, row: int, total: int):
 
 
 def _logsumexp_chunked(logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """logsumexp over C in `dtype`, through one chunk-sized work buffer reused by every chunk (no other
+    logits-sized temporaries; fresh large buffers cost page faults on CPU)."""
     b, t_max, u1, c = logits.shape
     lse = torch.empty((b, t_max, u1), dtype=dtype, device=logits.device)
-    for i, t0, t1 in _chunks(b, t_max, u1 * c, logits.numel()):
-        torch.logsumexp(logits[i, t0:t1].to(dtype), dim=-1, out=lse[i, t0:t1])
+    chunks = list(_chunks(b, t_max, u1 * c, logits.numel()))
+    buf = torch.empty(max(t1 - t0 for _, t0, t1 in chunks) * u1 * c, dtype=dtype, device=logits.device)
+    for i, t0, t1 in chunks:
+        z, out = logits[i, t0:t1], lse[i, t0:t1]
+        m = torch.amax(z, dim=-1, keepdim=True).to(dtype)
+        m.masked_fill_(m.isinf(), 0.0)  # rows of -inf (or +inf) as torch.logsumexp
+        w = buf[: z.numel()].view(z.shape)
+        torch.sub(z, m, out=w)
+        torch.sum(w.exp_(), dim=-1, out=out)
+        out.log_().add_(m.squeeze(-1))
     return lse
 
 
@@ -73,16 +89,20 @@ class _RNNTLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, logit_lengths, target_lengths, blank, log_probs):
         b, t_max, u1, c = logits.shape
+        # dt: the logits-sized work (float32 for half precision); rd: the (B, T, U+1) lattice, always float64,
+        # since alpha + beta - log P cancels numbers of the size of the loss (thousands of nats at U = 200)
         dt = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
-        lse = None if log_probs else _logsumexp_chunked(logits, dt)
-        blank_lp = logits[..., blank].to(dt)  # (B, T, U+1)
+        rd = torch.float64
+        lse_dt = None if log_probs else _logsumexp_chunked(logits, dt)  # saved in dt, used in float64
+        lse = None if lse_dt is None else lse_dt.to(rd)
+        blank_lp = logits[..., blank].to(rd)  # (B, T, U+1)
         emit_lp = logits[:, :, :-1].gather(-1, targets[:, None, :, None].expand(b, t_max, u1 - 1, 1))
-        emit_lp = emit_lp.squeeze(-1).to(dt)  # (B, T, U)
+        emit_lp = emit_lp.squeeze(-1).to(rd)  # (B, T, U)
         if lse is not None:
             blank_lp = blank_lp - lse
             emit_lp = emit_lp - lse[..., :-1]
         # c(t, u) = sum_{k<u} emit(t, k): exclusive cumulative sum over u
-        csum = torch.zeros((b, t_max, u1), dtype=dt, device=logits.device)
+        csum = torch.zeros((b, t_max, u1), dtype=rd, device=logits.device)
         torch.cumsum(emit_lp, -1, out=csum[..., 1:])
         c_rows, b_rows = csum.unbind(1), blank_lp.unbind(1)
         alpha = c_rows[0]  # alpha(0, u) = sum of emissions at t = 0
@@ -95,10 +115,10 @@ class _RNNTLoss(torch.autograd.Function):
         bi = torch.arange(b, device=logits.device)
         tl, ul = logit_lengths - 1, target_lengths
         log_p = alpha_all[bi, tl, ul] + blank_lp[bi, tl, ul]
-        ctx.blank, ctx.log_probs = blank, log_probs
+        ctx.blank, ctx.log_probs, ctx.dt = blank, log_probs, dt
         ctx.save_for_backward(logits, targets, logit_lengths, target_lengths, alpha_all, blank_lp, emit_lp, csum,
-                              log_p, *(() if lse is None else (lse,)))
-        return -log_p
+                              log_p, *(() if lse_dt is None else (lse_dt,)))
+        return (-log_p).to(dt)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -107,10 +127,10 @@ class _RNNTLoss(torch.autograd.Function):
         lse = rest[0] if rest else None
         blank = ctx.blank
         b, t_max, u1, c = logits.shape
-        dt, dev = alpha.dtype, alpha.device
-        ninf = torch.tensor(float("-inf"), dtype=dt, device=dev)
+        rd, dt, dev = alpha.dtype, ctx.dt, alpha.device
+        ninf = torch.tensor(float("-inf"), dtype=rd, device=dev)
         # start(t, u) = 0 at (T_b - 1, U_b) (beta(T_b, U_b) := 0), -inf elsewhere: the exit after the final blank
-        start = torch.full((b, t_max, u1), float("-inf"), dtype=dt, device=dev)
+        start = torch.full((b, t_max, u1), float("-inf"), dtype=rd, device=dev)
         bi = torch.arange(b, device=dev)
         start[bi, logit_lengths - 1, target_lengths] = 0.0
         # beta in flipped-u coordinates v = U - u, so that the reverse cumulative sum is a forward one:
@@ -128,7 +148,7 @@ class _RNNTLoss(torch.autograd.Function):
         next_all = torch.stack(nexts, dim=1).flip(-1)
         del betas, nexts, start
         # arc posteriors, scaled per utterance by the incoming gradient
-        g = grad_nll.to(dt)[:, None, None]
+        g = grad_nll.to(rd)[:, None, None]
         base = alpha - log_p[:, None, None]
         p_blank = torch.exp(base + blank_lp + next_all) * g  # (B, T, U+1)
         p_label = torch.exp(base[..., :-1] + emit_lp + beta_all[..., 1:]) * g  # (B, T, U)
@@ -136,6 +156,7 @@ class _RNNTLoss(torch.autograd.Function):
         occ = p_blank.clone()
         occ[..., :-1] += p_label
         del beta_all, next_all, base
+        occ, p_blank, p_label = occ.to(dt), p_blank.to(dt), p_label.to(dt)
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         same = logits.dtype == dt
         for i, t0, t1 in _chunks(b, t_max, u1 * c, logits.numel()):
@@ -185,8 +206,11 @@ def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.
         raise ValueError("logit_lengths must be in [1, T]")
     if (target_lengths < 0).any() or (target_lengths > u1 - 1).any():
         raise ValueError("target_lengths must be in [0, U]")
-    tgt = targets.long().clamp(0, c - 1)
-    nll = _RNNTLoss.apply(logits, tgt, logit_lengths.long(), target_lengths.long(), blank, log_probs)
+    dev = logits.device
+    tgt = targets.to(dev, torch.long).clamp(0, c - 1)
+    with torch.autocast(dev.type, enabled=False):  # the recursions stay in float32/64 under bf16 autocast
+        nll = _RNNTLoss.apply(logits, tgt, logit_lengths.to(dev, torch.long), target_lengths.to(dev, torch.long),
+                              blank, log_probs)
     if reduction == "mean":
         return nll.mean()
     if reduction == "sum":
