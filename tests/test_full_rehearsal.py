@@ -29,7 +29,7 @@ import yaml
 from .conftest import VENV_BIN, copy_repo, stage_env
 from .dataset_fixtures import make_all
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the fixture runs ~40 stages
 REHEARSAL = {"max_steps": 1}
 EXTRA = {
     "attention_captioner": {"pretrained_path": None},

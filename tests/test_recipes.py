@@ -46,6 +46,8 @@ def test_sympow_full_tests_the_headline_power_and_reaches_its_effective_batch():
     full = PARAMS["papers"]["sympow"]["full"]
     assert {"softmax", "sympow_p4", "conformal_p4"} <= set(full["variants"])
     assert full["batch_size"] * full["accumulation"] == 64
+    for variant, recipe in full["variant_recipes"].items():  # micro-batches that fit 80 GB, same 64 sequences
+        assert recipe["batch_size"] * recipe["accumulation"] == 64, variant
 
 
 def test_vqvae_full_trains_the_papers_250k_steps():

@@ -41,7 +41,8 @@ class Config(TrainConfig):
     variants: list[str] = Field(default=["softmax", "sympow_p2", "sympow_p4", "conformal_p4"], min_length=1)
     context: int = Field(default=128, gt=1, description="training context T (tokens)")
     eval_multiples: list[int] = Field(default=[1, 2, 4], min_length=1)
-    batches_per_epoch: int = Field(default=100, gt=0)
+    batches_per_epoch: int = Field(default=100, gt=0, description="optimizer steps per epoch (each of "
+                                                                   "`accumulation` micro-batches)")
     eval_windows: int = Field(default=64, gt=0, description="held-out windows of max(eval_multiples)*T tokens")
     val_windows: int = Field(default=16, gt=0)
     d_model: int = Field(default=64, gt=0)
@@ -192,11 +193,11 @@ class SymPow(Paper):
         return SymPowTransformer(_model_config(cfg, variant, self._vocab(cfg)))
 
     def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
-        return cfg.batches_per_epoch
+        return cfg.batches_per_epoch * cfg.accumulation  # micro-batches: the same tokens per epoch whatever the split
 
     def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
         rng = np.random.default_rng([seed, epoch, 17])
-        for _ in range(cfg.batches_per_epoch):
+        for _ in range(cfg.batches_per_epoch * cfg.accumulation):
             w = torch.from_numpy(self._windows(cfg, data_dir, "train", cfg.context + 1, cfg.batch_size, rng))
             yield {"x": w[:, :-1], "y": w[:, 1:]}
 
