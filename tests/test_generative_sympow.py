@@ -183,3 +183,15 @@ def test_longcrawl64_missing_partial_and_short_documents(tmp_path, capsys):
     make_longcrawl64(tmp_path, n_train=2, n_heldout=5, doc_length=256)
     (tmp_path / "data").mkdir()
     assert paper.prepare(cfg, tmp_path / "data", seed=0).splits == {"train": 2, "heldout": 5}
+
+
+def test_the_recurrent_check_is_skipped_where_its_state_cannot_fit():
+    """p = 4 at the full profile's d_head 64: D(d+1) = C(67, 4) * 65 floats per head, x 12 layers x 12 heads x 2
+    sequences x 4 bytes = 57.4 GB; p = 2 needs 0.16 GB. The evaluation skips the check above 4 GB, with the reason."""
+    from mmrepro.papers.sympow import RECURRENT_CHECK_MAX_GB, Config, _model_config, _recurrent_state_bytes
+
+    cfg = Config(epochs=1, batch_size=1, lr=1e-3, d_model=768, n_layer=12, n_head=12,
+                 variants=["softmax", "sympow_p2", "sympow_p4"])
+    sizes = {v: _recurrent_state_bytes(_model_config(cfg, v, 50304), batch=2) for v in cfg.variants}
+    assert sizes == {"softmax": 0, "sympow_p2": 4 * 2 * 144 * 2080 * 65, "sympow_p4": 4 * 2 * 144 * 766480 * 65}
+    assert sizes["sympow_p2"] / 1e9 < RECURRENT_CHECK_MAX_GB < sizes["sympow_p4"] / 1e9
