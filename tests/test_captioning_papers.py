@@ -84,3 +84,18 @@ def test_attention_maps_are_saved_as_images(tmp_path):
     assert [p.name for p in paths] == ["test_000.png", "test_001.png"]
     long, short = (Image.open(p) for p in paths)
     assert long.height > short.height  # 10 panels wrap onto a second row, 4 panels do not
+
+
+def test_the_epoch_length_on_a_real_dataset_comes_from_the_prepared_split(tmp_path):
+    """On Flickr8k the LR schedule needs the number of batches: it is read from what prepare wrote
+    (info.json), not None (which made the cosine schedule constant)."""
+    import json
+
+    from mmrepro.papers.attention_captioner import AttentionCaptioner
+    from mmrepro.papers.karpathy_alignment import KarpathyAlignment
+
+    (tmp_path / "info.json").write_text(json.dumps({"splits": {"train": 6000, "val": 1000, "test": 1000}}))
+    cfg = AttentionCaptioner.Config(dataset="flickr8k", epochs=1, batch_size=64, lr=1e-3)
+    assert AttentionCaptioner().steps_per_epoch(cfg, tmp_path, "main") == 94  # ceil(6000 / 64)
+    kcfg = KarpathyAlignment.Config(dataset="flickr8k", epochs=1, batch_size=100, lr=1e-3, generate_fraction=0.5)
+    assert KarpathyAlignment().steps_per_epoch(kcfg, tmp_path, "generate") == 30

@@ -104,10 +104,8 @@ class KarpathyAlignment(cap.CaptionPaper):
     def _fraction(self, cfg: Config, variant: str) -> float:
         return cfg.generate_fraction if variant == "generate" else 1.0
 
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int | None:
-        if cfg.dataset != cap.SYNTHETIC:
-            return None
-        return -(-round(cfg.n_train * self._fraction(cfg, variant)) // cfg.batch_size)
+    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
+        return -(-round(cap.n_train_images(cfg, data_dir) * self._fraction(cfg, variant)) // cfg.batch_size)
 
     def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
         return cap.caption_batches(cfg, data_dir, epoch, seed, self._fraction(cfg, variant))

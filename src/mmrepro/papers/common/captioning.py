@@ -130,6 +130,14 @@ def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar:
                     identity=identity)
 
 
+def n_train_images(cfg: CaptionDataConfig, data_dir: Path) -> int:
+    """Training images: `n_train` of the synthetic data, else what prepare wrote (so that the LR schedule
+    knows the epoch length on the real datasets too)."""
+    if cfg.dataset == SYNTHETIC:
+        return cfg.n_train
+    return int(json.loads((Path(data_dir) / "info.json").read_text())["splits"]["train"])
+
+
 def load_vocab(data_dir: Path) -> CaptionVocab:
     return CaptionVocab.load(data_dir / "vocab.json")
 
@@ -219,7 +227,7 @@ class CaptionPaper(Paper):
         return [] if cfg.dataset == SYNTHETIC else karpathy_paths(cfg, self.datasets)
 
     def steps_per_epoch(self, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> int | None:
-        return -(-cfg.n_train // cfg.batch_size) if cfg.dataset == SYNTHETIC else None
+        return -(-n_train_images(cfg, data_dir) // cfg.batch_size)
 
     def train_batches(self, cfg: CaptionDataConfig, data_dir: Path, variant: str, epoch: int, seed: int):
         return caption_batches(cfg, data_dir, epoch, seed)
