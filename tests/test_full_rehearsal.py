@@ -15,6 +15,7 @@ Departures from the shipped full profile, each a recipe difference the report mu
   n_train/n_val/n_test       notebooks have no published numbers to compare with
   vsr_conformer variants:    the paper's LP model only: each 411M-parameter variant leaves ~8 GB of
   [lp]                       checkpoint (weights + Adam), weights and MLflow copy on disk
+  vqvae n_generate: 16       1000 caption-to-image samples from the 8-layer prior take >10 CPU minutes
 Disk: the papers run one `dvc repro evaluate@<paper>` at a time, and each paper's checkpoints, MLflow
 artifacts and DVC cache are deleted before the next (a full-size run writes ~6x its weights; all nine at
 once would need ~40 GB); the report stage then runs alone (`dvc repro --single-item report`).
@@ -44,6 +45,7 @@ EXTRA = {
     "starcapnet": {"n_train": 256, "n_val": 32, "n_test": 32},
     "geocapnet": {"n_train": 256, "n_val": 32, "n_test": 32},
     "vsr_conformer": {"variants": ["lp"]},
+    "vqvae": {"n_generate": 16},
 }
 HEAVY = ("checkpoints", "mlartifacts", ".dvc/cache")  # what a full-size model leaves behind
 
