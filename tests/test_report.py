@@ -115,6 +115,7 @@ def test_data_free_rows_stay_comparable_whatever_the_recipe():
     ours = _result("encoder_gmacs", 143.0, "synthetic input: 30 s", "-", variant="conformer_l", scale="raw")
     rows = compare("fast_conformer", _metrics(ours, config={"epochs": 1}, training={}), refs, RECIPE, IDENTITIES)
     assert rows[0].verdict == "comparable" and rows[0].delta == pytest.approx(-0.2)
+    assert rows[0].recipe == "n/a (dataset-free)"
 
 
 def test_other_dataset_is_not_comparable_and_has_no_delta():
@@ -160,7 +161,7 @@ def test_written_files_have_the_required_columns_and_environment(tmp_path: Path)
     assert tuple(table[0]) == COLUMNS
     assert {"paper", "metric", "dataset", "split", "ours", "ours_std", "n_seeds", "n_samples", "published",
             "published_source", "delta", "recipe", "verdict"} <= set(COLUMNS)
-    assert float(table[0]["delta"]) == pytest.approx(0.4)
+    assert float(table[0]["delta"]) == pytest.approx(0.4) and table[0]["n_samples"] == "2"
     md = paths["md"].read_text()
     assert "device    cpu" in md and "| conformer | transducer | wer | librispeech | test-clean | 2.5 |  | 1 | 2 |" in md
     assert "<th>git sha</th><td>abc</td>" in paths["html"].read_text()

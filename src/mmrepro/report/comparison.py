@@ -150,7 +150,8 @@ def compare(paper: str, metrics: dict, refs: References, paper_recipe: dict | No
             used.add(i)
             v = verdict(ours, entry, recipe, identity, identities)
             delta = ours["value"] - entry.value if v == "comparable" else None
-            rows.append(Row(**base, published=entry.value, published_dataset=entry.dataset,
+            row = dict(base, recipe="n/a (dataset-free)") if entry.split == DATA_FREE else base
+            rows.append(Row(**row, published=entry.value, published_dataset=entry.dataset,
                             published_split=entry.split, published_source=f"{refs.short}, {entry.source}",
                             confidence=entry.confidence, delta=delta, verdict=v))
     for i, entry in enumerate(refs.entries):

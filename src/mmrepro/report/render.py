@@ -36,7 +36,8 @@ def _fmt(value) -> str:
 
 
 def to_frame(rows: list[Row]) -> pd.DataFrame:
-    return pd.DataFrame([r.as_dict() for r in rows], columns=list(COLUMNS))
+    frame = pd.DataFrame([r.as_dict() for r in rows], columns=list(COLUMNS))
+    return frame.astype({"n_seeds": "Int64", "n_samples": "Int64"})  # counts stay integers beside empty cells
 
 
 def write_reports(rows: list[Row], env_block: dict[str, str], notes: list[str], out_dir: Path) -> dict[str, Path]:
