@@ -46,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mmrepro.metrics.efficiency import LiveTensorBytes, encoder_gmacs, frames
+from mmrepro.metrics.efficiency import LiveTensorBytes, loglog_slope, encoder_gmacs, frames
 from mmrepro.models.conformer import ConformerConfig, ConformerEncoder
 from mmrepro.models.fast_conformer import FastConformerConfig, FastConformerEncoder
 
@@ -195,16 +195,6 @@ def _scaling_point(device: str, attention: str, minutes: float, layers: int, con
                "process_peak_mib": peak / 2**20})
 
 
-def _slope(xs: list[float], ys: list[float]) -> float | None:
-    pts = [(math.log(a), math.log(b)) for a, b in zip(xs, ys, strict=True) if a > 0 and b > 0]
-    if len(pts) < 2:
-        return None
-    mx = sum(p[0] for p in pts) / len(pts)
-    my = sum(p[1] for p in pts) / len(pts)
-    den = sum((p[0] - mx) ** 2 for p in pts)
-    return round(sum((p[0] - mx) * (p[1] - my) for p in pts) / den, 3)
-
-
 def scaling_part(device: str, minutes: list[float], layers: int, context: int, d_model: int, heads: int,
                  repeats: int, full_max_minutes: float | None = None) -> dict:
     ctx = mp.get_context("spawn")
@@ -227,12 +217,12 @@ def scaling_part(device: str, minutes: list[float], layers: int, context: int, d
     for name in ("full", "limited"):
         rows = [r for r in out["rows"] if r["attention"] == name and "seconds" in r]
         xs = [r["minutes"] for r in rows]
-        out[f"{name}_time_exponent"] = _slope(xs, [r["seconds"] for r in rows])
-        out[f"{name}_memory_exponent"] = _slope(xs, [r["peak_mib"] for r in rows])
+        out[f"{name}_time_exponent"] = loglog_slope(xs, [r["seconds"] for r in rows])
+        out[f"{name}_memory_exponent"] = loglog_slope(xs, [r["peak_mib"] for r in rows])
         # the local slope over the two longest lengths, where the leading term dominates
-        out[f"{name}_time_exponent_last2"] = _slope(xs[-2:], [r["seconds"] for r in rows][-2:])
-        out[f"{name}_memory_exponent_last2"] = _slope(xs[-2:], [r["peak_mib"] for r in rows][-2:])
-        out[f"{name}_process_memory_exponent"] = _slope(xs, [r["process_peak_mib"] for r in rows])
+        out[f"{name}_time_exponent_last2"] = loglog_slope(xs[-2:], [r["seconds"] for r in rows][-2:])
+        out[f"{name}_memory_exponent_last2"] = loglog_slope(xs[-2:], [r["peak_mib"] for r in rows][-2:])
+        out[f"{name}_process_memory_exponent"] = loglog_slope(xs, [r["process_peak_mib"] for r in rows])
     return out
 
 

@@ -29,9 +29,7 @@ JSON records the faults per call.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import math
 import os
 import platform
 import resource
@@ -46,16 +44,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mmrepro.losses.rnnt import rnnt_loss  # noqa: E402
-from mmrepro.metrics.efficiency import LiveTensorBytes  # noqa: E402
+from mmrepro.metrics.efficiency import LiveTensorBytes, loglog_slope  # noqa: E402
 
 CONFORMER_L_FULL = {"b": 32, "t": 613, "u": 200, "c": 1025}
 
 
 def _reference():
-    spec = importlib.util.spec_from_file_location("_rnnt_ref", ROOT / "tests" / "test_rnnt_loss_memory.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod._reference_rnnt_loss
+    """The previous implementation, kept only in the tests (imported as the `tests` package it lives in)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.test_rnnt_loss_memory import _reference_rnnt_loss
+
+    return _reference_rnnt_loss
 
 
 def _inputs(b: int, t: int, u: int, c: int, seed: int = 0):
@@ -69,16 +69,6 @@ def _fwd_bwd(fn, logits, targets, t_lens, u_lens) -> torch.Tensor:
     loss = fn(logits, targets, t_lens, u_lens)
     (grad,) = torch.autograd.grad(loss, logits)
     return grad
-
-
-def _slope(xs: list[float], ys: list[float]) -> float | None:
-    pts = [(math.log(a), math.log(b)) for a, b in zip(xs, ys, strict=True) if a > 0 and b > 0]
-    if len(pts) < 2:
-        return None
-    mx = sum(p[0] for p in pts) / len(pts)
-    my = sum(p[1] for p in pts) / len(pts)
-    den = sum((p[0] - mx) ** 2 for p in pts)
-    return round(sum((p[0] - mx) * (p[1] - my) for p in pts) / den, 3)
 
 
 def scaling_part(impls: dict, ts: list[int], b: int, u: int, c: int, repeats: int) -> dict:
@@ -112,8 +102,8 @@ def scaling_part(impls: dict, ts: list[int], b: int, u: int, c: int, repeats: in
     out = {"b": b, "u": u, "c": c, "dtype": "float32", "repeats": repeats,
            "statistic": "median of process CPU time (wall time beside it), interleaved", "rows": rows}
     for name in impls:
-        out[f"{name}_time_exponent"] = _slope([r["t"] for r in rows], [r[f"{name}_ms"] for r in rows])
-        out[f"{name}_wall_time_exponent"] = _slope([r["t"] for r in rows], [r[f"{name}_wall_ms"] for r in rows])
+        out[f"{name}_time_exponent"] = loglog_slope([r["t"] for r in rows], [r[f"{name}_ms"] for r in rows])
+        out[f"{name}_wall_time_exponent"] = loglog_slope([r["t"] for r in rows], [r[f"{name}_wall_ms"] for r in rows])
     return out
 
 

@@ -1,11 +1,9 @@
 """Generative-paper data: CIFAR-10 binary fixture + md5-checked download, LongCrawl64 Zarr fixture,
 captioned shapes, photo patches split by photo, byte corpus split by file."""
 
-import gzip
 import hashlib
 import itertools
 import json
-import zlib
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from mmrepro.data import byte_corpus, captioned_shapes, cifar10, photo_patches
 from mmrepro.data.longcrawl64 import LongCrawl64, ZarrArray
 from mmrepro.datasets import DatasetError, split_identity
 
-from .dataset_fixtures import cifar_archive, cifar_records, make_cifar10, patch_identities
+from .dataset_fixtures import cifar_archive, cifar_records, make_cifar10, patch_identities, write_zarr
 
 
 def _cifar_archive(tmp_path, n_per_batch=3):
@@ -113,25 +111,6 @@ def test_cifar10_checks_before_decoding_and_short_file_is_one_line(tmp_path, mon
     assert paper.external_paths(cfg) == [tmp_path / "cifar10/cifar-10-batches-bin"]
 
 
-def _write_zarr(path, array, chunks, compressor):
-    path.mkdir(parents=True)
-    meta = {"zarr_format": 2, "shape": list(array.shape), "chunks": list(chunks), "dtype": array.dtype.str,
-            "compressor": compressor, "fill_value": 0, "filters": None, "order": "C"}
-    (path / ".zarray").write_text(json.dumps(meta))
-    for i in range(-(-array.shape[0] // chunks[0])):
-        for j in range(-(-array.shape[1] // chunks[1])):
-            block = np.zeros(chunks, dtype=array.dtype)
-            part = array[i * chunks[0] : (i + 1) * chunks[0], j * chunks[1] : (j + 1) * chunks[1]]
-            block[: part.shape[0], : part.shape[1]] = part  # edge chunks are stored full-size
-            data = block.tobytes()
-            if compressor and compressor["id"] == "zlib":
-                data = zlib.compress(data)
-            elif compressor and compressor["id"] == "gzip":
-                data = gzip.compress(data)
-            if (i, j) != (0, 1):  # one chunk absent: reads as fill_value
-                (path / f"{i}.{j}").write_bytes(data)
-
-
 @pytest.mark.parametrize("compressor", [None, {"id": "zlib", "level": 1}, {"id": "gzip", "level": 1}])
 def test_longcrawl64_zarr_reader(tmp_path, compressor):
     rng = np.random.default_rng(0)
@@ -139,8 +118,8 @@ def test_longcrawl64_zarr_reader(tmp_path, compressor):
     expected = tokens.copy()
     expected[0:2, 16:32] = 0  # chunk (0, 1) missing
     root = tmp_path / "lc64"
-    _write_zarr(root / "train.zarr", tokens, (2, 16), compressor)
-    _write_zarr(root / "heldout.zarr", tokens[:3], (2, 16), compressor)
+    write_zarr(root / "train.zarr", tokens, (2, 16), compressor, skip=(0, 1))  # one chunk absent
+    write_zarr(root / "heldout.zarr", tokens[:3], (2, 16), compressor, skip=(0, 1))
     arr = LongCrawl64(root).split("train")
     assert arr.shape == (5, 40) and arr.dtype == np.uint16
     np.testing.assert_array_equal(arr[:, :], expected)

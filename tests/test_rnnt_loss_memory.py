@@ -1,14 +1,14 @@
 """The function-merged RNN-T loss against the previous autograd implementation (kept here only, as
 `_reference_rnnt_loss`) and brute force, and its peak live tensor memory beyond the logits."""
 
-import itertools
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrepro.losses.rnnt import rnnt_loss
+from mmrepro.losses.rnnt import check_args, rnnt_loss
 from mmrepro.metrics.efficiency import LiveTensorBytes
+
+from .test_speech_models_rnnt import brute_force
 
 
 def _reference_rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.Tensor,
@@ -16,17 +16,7 @@ def _reference_rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_leng
                          log_probs: bool = False) -> torch.Tensor:
     """The previous `mmrepro.losses.rnnt.rnnt_loss` (commit 7dff9c4): log_softmax of the whole logits,
     gathers, one logcumsumexp per time step, gradients by autograd. Also used by benchmarks/rnnt_loss.py."""
-    if logits.dim() != 4:
-        raise ValueError(f"logits must be (B, T, U+1, C), got {tuple(logits.shape)}")
-    b, t_max, u1, c = logits.shape
-    if targets.shape != (b, u1 - 1):
-        raise ValueError(f"targets must be (B, U) = ({b}, {u1 - 1}), got {tuple(targets.shape)}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
-    if (logit_lengths < 1).any() or (logit_lengths > t_max).any():
-        raise ValueError("logit_lengths must be in [1, T]")
-    if (target_lengths < 0).any() or (target_lengths > u1 - 1).any():
-        raise ValueError("target_lengths must be in [0, U]")
+    b, t_max, u1, c = check_args(logits, targets, logit_lengths, target_lengths, reduction)
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()  # half precision is not accurate enough for the forward variable
     logp = logits if log_probs else F.log_softmax(logits, dim=-1)
@@ -52,25 +42,6 @@ def _reference_rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_leng
     if reduction == "sum":
         return nll.sum()
     return nll
-
-
-def _brute_force(logp: torch.Tensor, targets: list[int], t_len: int, blank: int) -> torch.Tensor:
-    """-log sum over all alignments, from (t_len, U+1, C) log-probabilities."""
-    u_len = len(targets)
-    totals = []
-    n_steps = t_len - 1 + u_len
-    for label_steps in itertools.combinations(range(n_steps), u_len):
-        t = u = 0
-        s = logp.new_zeros(())
-        for step in range(n_steps):
-            if step in label_steps:
-                s = s + logp[t, u, targets[u]]
-                u += 1
-            else:
-                s = s + logp[t, u, blank]
-                t += 1
-        totals.append(s + logp[t, u, blank])
-    return -torch.logsumexp(torch.stack(totals), dim=0)
 
 
 def _case(seed: int, blank: int, dtype: torch.dtype, b: int = 4, t: int = 5, u: int = 3, c: int = 6):
@@ -112,7 +83,7 @@ def test_matches_reference_and_brute_force(dtype, tol, blank, reduction, log_pro
         x64 = logits.double().requires_grad_(True)
         lp = x64 if log_probs else torch.log_softmax(x64, -1)
         per = torch.stack([
-            _brute_force(lp[i, : t_lens[i], : u_lens[i] + 1], targets[i, : u_lens[i]].tolist(), int(t_lens[i]),
+            brute_force(lp[i, : t_lens[i], : u_lens[i] + 1], targets[i, : u_lens[i]].tolist(), int(t_lens[i]),
                          blank)
             for i in range(len(t_lens))
         ])

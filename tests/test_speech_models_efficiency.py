@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mmrepro.metrics.efficiency import loglog_slope
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,8 +37,8 @@ def test_benchmark_gmacs_part_writes_report_with_ratio_near_published(tmp_path, 
 
 def test_slope_fit():
     bench = _bench()
-    assert bench._slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
-    assert bench._slope([1, 2, 4], [5, 10, 20]) == pytest.approx(1.0)
+    assert loglog_slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
+    assert loglog_slope([1, 2, 4], [5, 10, 20]) == pytest.approx(1.0)
     assert bench.frames(20) == 2001
 
 

@@ -8,9 +8,9 @@ import torch
 from mmrepro.losses.rnnt import rnnt_loss
 
 
-def _brute_force(logits: torch.Tensor, targets: list[int], t_len: int, blank: int) -> torch.Tensor:
-    """-log sum over all alignments: every ordering of t_len blanks and U labels whose last symbol is blank."""
-    logp = torch.log_softmax(logits, dim=-1)
+def brute_force(logp: torch.Tensor, targets: list[int], t_len: int, blank: int) -> torch.Tensor:
+    """-log sum over all alignments of (t_len, U+1, C) log-probabilities: every ordering of t_len blanks and U
+    labels whose last symbol is blank."""
     u_len = len(targets)
     totals = []
     # an alignment = positions of the U label emissions among the first t_len - 1 + U steps, then a final blank
@@ -42,7 +42,8 @@ def test_rnnt_matches_brute_force_values_and_gradients(blank):
     u_lens = torch.tensor([3, 2, 1])
     ours = rnnt_loss(logits, targets, t_lens, u_lens, blank=blank, reduction="none")
     ref = torch.stack([
-        _brute_force(logits[i, : t_lens[i], : u_lens[i] + 1], targets[i, : u_lens[i]].tolist(), int(t_lens[i]), blank)
+        brute_force(logits[i, : t_lens[i], : u_lens[i] + 1].log_softmax(-1), targets[i, : u_lens[i]].tolist(),
+                    int(t_lens[i]), blank)
         for i in range(b)
     ])
     assert torch.allclose(ours, ref, atol=1e-10, rtol=0)
@@ -59,7 +60,8 @@ def test_rnnt_float32_agrees_within_1e_5():
     targets = torch.tensor([[1, 2, 3], [4, 5, 0]])
     args = (targets, torch.tensor([6, 5]), torch.tensor([3, 2]))
     a = rnnt_loss(logits.float(), *args, reduction="none")
-    ref = torch.stack([_brute_force(logits[0], [1, 2, 3], 6, 0), _brute_force(logits[1, :5, :3], [4, 5], 5, 0)])
+    ref = torch.stack([brute_force(logits[0].log_softmax(-1), [1, 2, 3], 6, 0),
+                       brute_force(logits[1, :5, :3].log_softmax(-1), [4, 5], 5, 0)])
     assert torch.allclose(a.double(), ref, atol=1e-5, rtol=0)
 
 

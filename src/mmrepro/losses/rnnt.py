@@ -177,6 +177,23 @@ class _RNNTLoss(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
+def check_args(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.Tensor,
+               target_lengths: torch.Tensor, reduction: str) -> tuple[int, int, int, int]:
+    """Validate `rnnt_loss`'s arguments; returns (B, T, U + 1, C)."""
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be (B, T, U+1, C), got {tuple(logits.shape)}")
+    b, t_max, u1, c = logits.shape
+    if targets.shape != (b, u1 - 1):
+        raise ValueError(f"targets must be (B, U) = ({b}, {u1 - 1}), got {tuple(targets.shape)}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
+    if (logit_lengths < 1).any() or (logit_lengths > t_max).any():
+        raise ValueError("logit_lengths must be in [1, T]")
+    if (target_lengths < 0).any() or (target_lengths > u1 - 1).any():
+        raise ValueError("target_lengths must be in [0, U]")
+    return b, t_max, u1, c
+
+
 def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.Tensor,
               target_lengths: torch.Tensor, blank: int = 0, reduction: str = "mean",
               log_probs: bool = False) -> torch.Tensor:
@@ -195,17 +212,7 @@ def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.
     Returns:
         scalar, or (B,) with reduction="none" (float32 for half-precision logits). Not twice differentiable.
     """
-    if logits.dim() != 4:
-        raise ValueError(f"logits must be (B, T, U+1, C), got {tuple(logits.shape)}")
-    b, t_max, u1, c = logits.shape
-    if targets.shape != (b, u1 - 1):
-        raise ValueError(f"targets must be (B, U) = ({b}, {u1 - 1}), got {tuple(targets.shape)}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
-    if (logit_lengths < 1).any() or (logit_lengths > t_max).any():
-        raise ValueError("logit_lengths must be in [1, T]")
-    if (target_lengths < 0).any() or (target_lengths > u1 - 1).any():
-        raise ValueError("target_lengths must be in [0, U]")
+    b, t_max, u1, c = check_args(logits, targets, logit_lengths, target_lengths, reduction)
     dev = logits.device
     tgt = targets.to(dev, torch.long).clamp(0, c - 1)
     with torch.autocast(dev.type, enabled=False):  # the recursions stay in float32/64 under bf16 autocast

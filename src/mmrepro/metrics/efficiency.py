@@ -8,6 +8,7 @@ rows its evaluate stage returns (deterministic, a few seconds on CPU: counted on
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Iterable
 
@@ -21,6 +22,18 @@ from mmrepro.papers.base import Result
 __all__ = ["LiveTensorBytes", "encoder_gmacs", "frames", "gmacs_results"]
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
+
+
+def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of log y against log x (the growth exponent: 1 linear, 2 quadratic), to 3
+    decimals; None with fewer than two positive points."""
+    pts = [(math.log(a), math.log(b)) for a, b in zip(xs, ys, strict=True) if a > 0 and b > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    den = sum((p[0] - mx) ** 2 for p in pts)
+    return round(sum((p[0] - mx) * (p[1] - my) for p in pts) / den, 3)
 
 
 def frames(seconds: float) -> int:
