@@ -49,6 +49,8 @@ class TrainParams(BaseModel):
     nproc: int = Field(default=1, ge=1, le=1024, description="processes (GPUs) on this node; > 1 runs under torchrun")
     checkpoint_steps: int | None = Field(default=None, gt=0, description="step checkpoint every N optimizer steps")
     checkpoint_minutes: float | None = Field(default=None, gt=0, description="step checkpoint every M minutes")
+    loader_workers: int = Field(default=0, ge=0, le=256,
+                                description="DataLoader workers per process for data decoded on the fly")
 
 
 class Params(BaseModel):

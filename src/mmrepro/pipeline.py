@@ -23,6 +23,7 @@ import mlflow
 import torch
 
 from mmrepro.config import Params, dataset_settings, paper_config
+from mmrepro.data.loader import LoaderSettings
 from mmrepro.datasets import stat_fingerprint
 from mmrepro.distributed import World, current_world, device_for, process_group
 from mmrepro.environment import environment, fingerprint_dir, pick_device
@@ -121,8 +122,10 @@ def _curve_png(path: Path, title: str, histories: dict) -> None:
     plt.close(fig)
 
 
-def _checkpoint_every(params: Params) -> CheckpointEvery:
-    return CheckpointEvery(params.train.checkpoint_steps, params.train.checkpoint_minutes)
+def _loop_settings(params: Params, device: torch.device) -> dict:
+    """train_variant's keyword arguments from params.yaml's `train:` section."""
+    return {"checkpoint_every": CheckpointEvery(params.train.checkpoint_steps, params.train.checkpoint_minutes),
+            "loader": LoaderSettings(params.train.loader_workers, pin_memory=device.type == "cuda")}
 
 
 def train(params: Params, name: str) -> dict[int, str]:
@@ -144,7 +147,7 @@ def _train_follower(params: Params, name: str, world: World) -> None:
         ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
         for variant in paper.variants(cfg):
             train_variant(paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt", info["fingerprint"],
-                          device=device_for(world), world=world, checkpoint_every=_checkpoint_every(params))
+                          device=device_for(world), world=world, **_loop_settings(params, device_for(world)))
 
 
 def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
@@ -180,7 +183,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                     model, history = train_variant(
                         paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt",
                         info["fingerprint"], metrics=buffer, device=device,
-                        world=world, checkpoint_every=_checkpoint_every(params),
+                        world=world, **_loop_settings(params, device),
                     )
                     buffer.flush()
                     histories[variant] = history

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmrepro.data.loader import LoaderSettings, PlannedBatches
 from mmrepro.distributed import World, all_gather_object, average_gradients, broadcast_object, sum_across
 from mmrepro.papers.base import Paper, TrainConfig
 from mmrepro.tracking import MetricBuffer, metric_key
@@ -225,6 +226,21 @@ def _epoch_length(batches_per_epoch: int | None, cfg: TrainConfig, micro_at_star
     return n
 
 
+def _epoch_stream(batches, start: int, limit: int | None, world: World, loader: LoaderSettings):
+    """(index, batch) over the epoch's micro-batches; batch is None where another rank trains on it or it was
+    consumed before the checkpoint this run resumed from. A `PlannedBatches` makes only this rank's remaining
+    batches, in DataLoader workers; any other iterable is walked whole (skipped batches are made, then dropped)."""
+
+    def wanted(i: int) -> bool:
+        return i >= start and i % world.size == world.rank and (limit is None or i < limit)
+
+    if isinstance(batches, PlannedBatches):
+        yield from batches.stream(wanted, loader)
+        return
+    for i, batch in enumerate(batches):
+        yield i, batch if wanted(i) else None
+
+
 def train_variant(
     paper: Paper,
     cfg: TrainConfig,
@@ -238,11 +254,13 @@ def train_variant(
     *,
     world: World | None = None,
     checkpoint_every: CheckpointEvery | None = None,
+    loader: LoaderSettings | None = None,
 ) -> tuple[torch.nn.Module, TrainHistory]:
     """Train one variant of `paper` to completion (resuming from `checkpoint_path` if it matches).
 
     `world`: this process's rank in a torchrun job (default: a single process); its process group must be
-    initialised (`mmrepro.distributed.process_group`). Only rank 0 reads and writes `checkpoint_path`."""
+    initialised (`mmrepro.distributed.process_group`). Only rank 0 reads and writes `checkpoint_path`.
+    `loader`: DataLoader workers, prefetch and pinned memory for papers whose batches are `PlannedBatches`."""
     world = world or World()
     every = checkpoint_every or CheckpointEvery()
     device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
@@ -324,7 +342,7 @@ def train_variant(
         bar = tqdm(total=n_epoch, initial=start, desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not world.is_main)
         pending, pending_loss, seen = 0, 0.0, start
-        for i, batch in enumerate(batches):
+        for i, batch in _epoch_stream(batches, start, n_epoch, world, loader or LoaderSettings()):
             if (cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch) or (
                     cfg.max_steps is not None and micro_at_start + i >= cfg.max_steps):
                 history.capped = True
@@ -335,7 +353,7 @@ def train_variant(
                 _set_rng_state(resume_rng, device)
                 resume_rng = None
             seen, pos.micro = i + 1, pos.micro + 1
-            if i % procs == world.rank:
+            if batch is not None:  # this rank's
                 batch = to_device(batch, device)
                 ragged = ragged_from is not None and i >= ragged_from
                 sync = world.distributed and not ragged and i % acc >= acc - procs  # this rank's last in the group
