@@ -10,7 +10,7 @@ from mmrepro.datasets import DatasetSettings
 from mmrepro.papers import get_paper
 from mmrepro.train import train_variant
 
-from .dataset_fixtures import LIBRISPEECH_SUBSETS, make_librispeech, patch_identities
+from .dataset_fixtures import LIBRISPEECH_SUBSETS, make_librispeech, make_lrs3, patch_identities
 
 SUBSETS = {**LIBRISPEECH_SUBSETS, "train-clean-100": 10}  # 14 training utterances (with 360 and other-500): 7 batches of 2
 
@@ -58,3 +58,17 @@ def test_training_is_the_same_with_and_without_workers(tmp_path, monkeypatch):
         results[workers] = (history.losses, [p.detach().clone() for p in model.parameters()])
     assert len(results[0][0]) == 7 and results[0][0] == results[2][0]
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[2][1], strict=True))
+
+
+def test_lrs3_clip_batches_are_the_same_whatever_the_workers(tmp_path, monkeypatch):
+    counts = make_lrs3(tmp_path, {"trainval": 12, "test": 2}, speakers=4)
+    patch_identities(monkeypatch, "lrs3", counts)
+    paper = get_paper("vsr_conformer", DatasetSettings(tmp_path))
+    cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="lrs3", lrs3_splits=["trainval"], lrs3_dev_speakers=1,
+                       d_model=16, num_layers=1, num_heads=2, conv_kernel=3, resnet_width=4)
+    paper.prepare(cfg, tmp_path / "data", seed=0)
+    planned = paper.train_batches(cfg, tmp_path / "data", "lp", epoch=0, seed=1)
+    assert isinstance(planned, PlannedBatches) and len(planned) == 5  # 9 training clips (3 held out for dev)
+    runs = {w: [b for _, b in planned.stream(lambda i: True, LoaderSettings(workers=w))] for w in (0, 2)}
+    assert all(_same(a, b) for a, b in zip(runs[0], runs[2], strict=True))
+    assert runs[0][0]["frames"].shape[-1] == 64 * 64
