@@ -10,9 +10,9 @@ The batches are the full profile's (`papers.conformer.full` in params.yaml: batc
 2 x F=27 + 10 x pS=0.05), planned and made exactly as training makes them (`SpeechPaper.train_batches` ->
 `PlannedBatches` -> DataLoader), timed over one pass. The step is forward + transducer loss + backward of
 Conformer-L (the full profile's model, its 1024-piece joint: the character targets are valid ids of it)
-on one of those batches, on this machine's device (CPU here: fp32, one thread; a GPU runs it ~100x faster,
-so compare the loader with the GPU step time in benchmarks/results/h200-*). The loader keeps up when its
-samples/s exceed batch_size / step time.
+on the first 1 and 2 utterances of one of those batches, extrapolated linearly to the recipe's 16 (the full
+batch needs ~54 GB), on CPU (fp32, one thread; a GPU is far faster, so the ratio here is a lower bound on
+the workers needed). The loader keeps up when its samples/s exceed the model's (batch_size / step time).
 
 Writes `benchmarks/results/loader.json` and prints a table. Measured on a shared machine: quote the ratios.
 """
@@ -70,18 +70,29 @@ def loader_rate(planned, workers: int) -> float:
     return samples / (time.perf_counter() - started)
 
 
-def step_time(paper, cfg, data_dir: Path, batch: dict, steps: int) -> float:
-    """Seconds per forward + loss + backward of the full model on `batch` (mean of `steps`)."""
+def _first(batch: dict, n: int) -> dict:
+    """The batch's first `n` utterances, padding trimmed."""
+    frames, tokens = int(batch["feat_lens"][:n].max()), int(batch["target_lens"][:n].max())
+    return {"feats": batch["feats"][:n, :frames], "feat_lens": batch["feat_lens"][:n],
+            "targets": batch["targets"][:n, :tokens], "target_lens": batch["target_lens"][:n]}
+
+
+def step_times(paper, cfg, data_dir: Path, batch: dict, sizes: list[int]) -> dict[int, float]:
+    """Seconds of one forward + loss + backward of the full model on the batch's first n utterances, per n."""
     paper.tokenizer = lambda _: types.SimpleNamespace(vocab_size=cfg.sp_vocab)  # the recipe's joint size
     torch.manual_seed(0)
     model = paper.build_model(cfg, data_dir, "transducer").train()
-    times = []
-    for _ in range(steps):
+    warm = _first(batch, 1)
+    warm["feats"], warm["feat_lens"] = warm["feats"][:, :200], warm["feat_lens"].clamp(max=200)
+    paper.training_step(model, warm, "transducer").backward()  # untimed: first-call allocations
+    model.zero_grad(set_to_none=True)
+    times = {}
+    for n in sizes:
         started = time.perf_counter()
-        paper.training_step(model, batch, "transducer").backward()
+        paper.training_step(model, _first(batch, n), "transducer").backward()
         model.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - started)
-    return sum(times) / len(times)
+        times[n] = time.perf_counter() - started
+    return times
 
 
 def main() -> None:
@@ -89,7 +100,9 @@ def main() -> None:
     ap.add_argument("--utterances", type=int, default=96, help="corpus size (6 batches of 16)")
     ap.add_argument("--seconds", type=float, default=12.3, help="mean utterance length")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=1, help="timed training steps")
+    ap.add_argument("--step-batches", type=int, nargs=2, default=[1, 2],
+                    help="the step is timed at these two batch sizes and extrapolated linearly to the recipe's "
+                         "(the transducer step at 16 x 12 s needs ~54 GB: benchmarks/full_memory.py)")
     ap.add_argument("--quick", action="store_true", help="a tiny corpus and model: wiring only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "loader.json")
     args = ap.parse_args()
@@ -99,6 +112,7 @@ def main() -> None:
     if args.quick:
         args.utterances, args.seconds = 8, 1.0
         overrides.update(batch_size=4, size="tiny", d_model=16, num_layers=1, num_heads=2, subsampling_channels=4)
+        args.step_batches = [1, 2]
     cfg = paper.Config.model_validate({**full, **overrides})
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,12 +121,15 @@ def main() -> None:
         planned = paper.train_batches(cfg, data_dir, "transducer", epoch=0, seed=0)
         rates = {w: loader_rate(planned, w) for w in args.workers}
         _, batch = next(planned.stream(lambda i: i == 0))
-        step = step_time(paper, cfg, data_dir, batch, args.steps)
+        times = step_times(paper, cfg, data_dir, batch, args.step_batches)
+    (b1, t1), (b2, t2) = times.items()
+    step = t1 + (t2 - t1) / (b2 - b1) * (cfg.batch_size - b1)  # linear in the batch
     fed = cfg.batch_size / step
     record = {"batch_size": cfg.batch_size, "utterance_s": args.seconds, "utterances": args.utterances,
               "model": "tiny (quick)" if args.quick else f"Conformer-{cfg.size} transducer, joint {cfg.sp_vocab}",
               "device": "cpu", "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(),
               "loader_samples_per_s": {str(w): round(r, 2) for w, r in rates.items()},
+              "step_s_measured": {str(b): round(t, 3) for b, t in times.items()},
               "step_s": round(step, 3), "model_samples_per_s": round(fed, 3),
               "note": "shared machine: ratios only"}
     print(f"batch {cfg.batch_size} x {args.seconds} s utterances, {args.utterances} utterances; "
@@ -121,8 +138,9 @@ def main() -> None:
     print("|---:|---:|---:|")
     for w, r in rates.items():
         print(f"| {w} | {r:.2f} | {r / fed:.2f} |")
-    print(f"model step (forward + loss + backward, {record['model']}, CPU fp32): {step:.2f} s "
-          f"= {fed:.2f} samples/s")
+    measured = ", ".join(f"{t:.2f} s at {b}" for b, t in times.items())
+    print(f"model step (forward + loss + backward, {record['model']}, CPU fp32): {measured}; "
+          f"at {cfg.batch_size} (linear): {step:.2f} s = {fed:.2f} samples/s")
     if not args.quick:
         tmp_out = args.out.with_suffix(".tmp")
         tmp_out.write_text(json.dumps(record, indent=2) + "\n")
