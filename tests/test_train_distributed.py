@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 import torch.multiprocessing as mp
 
-from mmrepro.distributed import World, process_group
+from mmrepro.config import ParamsError, load_params, validate_params
+from mmrepro.distributed import World, current_world, process_group, torchrun_command
 from mmrepro.train import CheckpointEvery, train_variant
 
+from .conftest import REPO
 from .test_train_loop import ToyConfig, ToyRegression
 
 # 112 examples / 16 = 7 micro-batches per epoch: with accumulation 4, groups (0-3) and a ragged (4-6),
@@ -48,7 +51,8 @@ def _worker(rank: int, size: int, port: int, out: str, kill_at: int | None) -> N
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    world = World(rank, size, rank)
+    world = current_world()  # from the environment, as under torchrun
+    assert world == World(rank, size, rank)
     paper = _Killed()
     paper.kill_at = kill_at if rank == 0 else None
     with process_group(world, torch.device("cpu")):
@@ -96,3 +100,23 @@ def test_a_checkpoint_written_by_two_processes_resumes_in_one(tmp_path):
     print(f"max |loss(straight) - loss(2 processes, killed, resumed in 1)|: {max(gaps):.3g}")
     assert max(gaps) < 1e-5
     assert torch.allclose(straight["weight"], resumed["weight"], atol=1e-5, rtol=0)
+
+
+def test_nproc_must_divide_the_accumulation_of_the_papers_run():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw.update(profile="full", run=["conformer"], train={"nproc": 2})  # conformer full: 16 x 2
+    assert validate_params(raw).train.nproc == 2
+    raw["train"]["nproc"] = 4
+    with pytest.raises(ParamsError, match=r"^train.nproc: 4 processes do not divide papers.conformer.full.accumulation "
+                                          r"= 2 \(.*set batch_size / 2 and accumulation x the same\)$"):
+        validate_params(raw)
+    assert load_params(REPO / "params.yaml").train.nproc == 1  # the default: one process, no torchrun
+
+
+def test_torchrun_command_single_node_and_rendezvous(monkeypatch):
+    monkeypatch.delenv("MMREPRO_TORCHRUN_ARGS", raising=False)
+    assert torchrun_command(8, ["stages/train.py", "conformer"])[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8", "stages/train.py", "conformer"]
+    monkeypatch.setenv("MMREPRO_TORCHRUN_ARGS", "--nnodes=2 --rdzv-backend=c10d --rdzv-endpoint=node1:29400")
+    assert torchrun_command(8, ["stages/train.py", "conformer"])[3:6] == [
+        "--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node1:29400"]
