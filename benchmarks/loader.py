@@ -95,9 +95,16 @@ def step_times(paper, cfg, data_dir: Path, batch: dict, sizes: list[int]) -> dic
     return times
 
 
+def autogroup() -> bool:
+    """Linux autogroup scheduling on: all processes of this session share one CPU share, so on a busy machine
+    worker processes add no CPU time (they still overlap decoding with the GPU's step)."""
+    path = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    return path.is_file() and path.read_text().strip() == "1"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--utterances", type=int, default=96, help="corpus size (6 batches of 16)")
+    ap.add_argument("--utterances", type=int, default=256, help="corpus size (16 batches of 16)")
     ap.add_argument("--seconds", type=float, default=12.3, help="mean utterance length")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--step-batches", type=int, nargs=2, default=[1, 2],
@@ -131,9 +138,11 @@ def main() -> None:
               "loader_samples_per_s": {str(w): round(r, 2) for w, r in rates.items()},
               "step_s_measured": {str(b): round(t, 3) for b, t in times.items()},
               "step_s": round(step, 3), "model_samples_per_s": round(fed, 3),
+              "sched_autogroup": autogroup(), "load_average": os.getloadavg()[0],
               "note": "shared machine: ratios only"}
     print(f"batch {cfg.batch_size} x {args.seconds} s utterances, {args.utterances} utterances; "
-          f"{torch.get_num_threads()} torch thread(s), {os.cpu_count()} cores (shared machine)")
+          f"{torch.get_num_threads()} torch thread(s), {os.cpu_count()} cores (shared machine, load average "
+          f"{record['load_average']:.1f}{'; autogroup: the workers share this session CPU share' if autogroup() else ''})")
     print("| loader workers | samples/s | x model's samples/s |")
     print("|---:|---:|---:|")
     for w, r in rates.items():
