@@ -285,12 +285,15 @@ def train_variant(
     history = TrainHistory()
     pos = _Position()
 
-    state = _load_matching(checkpoint_path, fingerprint, device, label) if world.is_main else None
+    # loaded on the CPU when it goes to other ranks (a pickled CUDA tensor would come back on rank 0's device)
+    load_to = torch.device("cpu") if world.distributed else device
+    state = _load_matching(checkpoint_path, fingerprint, load_to, label) if world.is_main else None
     state = broadcast_object(state, world)  # every rank resumes from rank 0's file (one copy, any node)
     if state is not None:
         pos = _restore(state, model, optimizer, scheduler, history)
         where = f"epoch {pos.epoch}" + (f", micro-batch {pos.batch} of epoch {pos.epoch + 1}" if pos.batch else "")
-        print(f"[{label}] resuming from {where} ({checkpoint_path})")
+        if world.is_main:
+            print(f"[{label}] resuming from {where} ({checkpoint_path})")
     resume_rng = _saved_rng(state, world, device)
     del state
 
