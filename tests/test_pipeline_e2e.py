@@ -98,7 +98,8 @@ def test_second_repro_reruns_nothing_and_params_are_per_paper_and_profile(repo):
     ran = [line for line in out.splitlines() if line.startswith("Running stage")]
     assert ran == [f"Running stage 'locate@{PAPER}':"], out
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"][f"train@{PAPER}"]["params"]["params.yaml"]) == {"profile", "seeds", f"papers.{PAPER}.smoke"}
+    assert set(lock["stages"][f"train@{PAPER}"]["params"]["params.yaml"]) == {"profile", "seeds", "train",
+                                                                         f"papers.{PAPER}.smoke"}
     metrics = _run([str(VENV_BIN / "dvc"), "metrics", "show", "--json"], repo)
     assert f"reports/metrics/{PAPER}.json" in metrics
     # an edit to another profile's config leaves this paper's stages up to date; only the (cheap)

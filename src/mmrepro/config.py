@@ -6,6 +6,7 @@ entry points turn it into exit code 2 before anything is written.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,18 @@ class DatasetsParams(BaseModel):
         default="strict", description="strict: a split unlike the official release stops prepare; warn: go on")
 
 
+class TrainParams(BaseModel):
+    """How the train stage runs; none of it changes what a CPU run computes (README, "Training on several GPUs")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nproc: int = Field(default=1, ge=1, le=1024, description="processes (GPUs) on this node; > 1 runs under torchrun")
+    checkpoint_steps: int | None = Field(default=None, gt=0, description="step checkpoint every N optimizer steps")
+    checkpoint_minutes: float | None = Field(default=None, gt=0, description="step checkpoint every M minutes")
+    loader_workers: int = Field(default=0, ge=0, le=256,
+                                description="DataLoader workers per process for data decoded on the fly")
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,6 +62,7 @@ class Params(BaseModel):
     seeds: list[int] = Field(min_length=1, description="training seeds; one MLflow run each")
     data_seed: int = Field(ge=0, description="seed of data generation and splits")
     mlflow: MlflowParams
+    train: TrainParams = TrainParams()
     papers: dict[str, dict[str, dict[str, Any]]] = Field(min_length=1)
 
     @field_validator("seeds")
@@ -96,7 +110,20 @@ def validate_params(raw: Any) -> Params:
             if profile not in profiles:
                 raise ParamsError(f"papers.{name}.{profile}: missing key")
             paper_config(params, name, profile)
+    for name in selected_papers(params):  # the active profile's recipes must split over the processes
+        _check_nproc(params, name)
     return params
+
+
+def _check_nproc(params: Params, name: str) -> None:
+    cfg, nproc = paper_config(params, name), params.train.nproc
+    for variant in (None, *cfg.variant_recipes):
+        acc = (cfg.recipe_for(variant) if variant else cfg).accumulation
+        if acc % nproc:
+            where = f"papers.{name}.{params.profile}" + (f".variant_recipes.{variant}" if variant else "")
+            raise ParamsError(f"train.nproc: {nproc} processes do not divide {where}.accumulation = {acc} "
+                              f"(each step takes accumulation micro-batches over all processes: for {nproc}, set batch_size / "
+                              f"{nproc // math.gcd(acc, nproc)} and accumulation x the same)")
 
 
 def selected_papers(params: Params) -> list[str]:

@@ -23,13 +23,15 @@ import mlflow
 import torch
 
 from mmrepro.config import Params, dataset_settings, paper_config
+from mmrepro.data.loader import LoaderSettings
 from mmrepro.datasets import stat_fingerprint
+from mmrepro.distributed import World, current_world, device_for, process_group
 from mmrepro.environment import environment, fingerprint_dir, pick_device
 from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
 from mmrepro.tracking import MetricBuffer, log_params, metric_key, open_run, run_tags, tracking_uri
-from mmrepro.train import seed_everything, train_variant
+from mmrepro.train import CheckpointEvery, seed_everything, train_variant
 
 
 def data_dir(name: str) -> Path:
@@ -120,11 +122,38 @@ def _curve_png(path: Path, title: str, histories: dict) -> None:
     plt.close(fig)
 
 
+def _loop_settings(params: Params, device: torch.device) -> dict:
+    """train_variant's keyword arguments from params.yaml's `train:` section."""
+    return {"checkpoint_every": CheckpointEvery(params.train.checkpoint_steps, params.train.checkpoint_minutes),
+            "loader": LoaderSettings(params.train.loader_workers, pin_memory=device.type == "cuda")}
+
+
 def train(params: Params, name: str) -> dict[int, str]:
-    """Train every variant for every seed; returns {seed: MLflow run id}."""
+    """Train every variant for every seed; returns {seed: MLflow run id}. Under torchrun (train.nproc > 1)
+    every rank trains and rank 0 alone logs and writes the outputs."""
+    world = current_world()
+    with process_group(world, device_for(world)):
+        if not world.is_main:
+            _train_follower(params, name, world)
+            return {}
+        return _train_main(params, name, world)
+
+
+def _train_follower(params: Params, name: str, world: World) -> None:
+    """A rank > 0: the same training calls as rank 0, without MLflow, checkpoints or outputs."""
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
-    device = pick_device()
+    for seed in params.seeds:
+        ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
+        for variant in paper.variants(cfg):
+            train_variant(paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt", info["fingerprint"],
+                          device=device_for(world), world=world, **_loop_settings(params, device_for(world)))
+
+
+def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
+    paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
+    info = read_info(name)
+    device = device_for(world) if world.distributed else pick_device()
     runs: dict[int, str] = {}
     training: dict[str, dict] = {}  # "seed<k>/<variant>" -> how far training went (for the verdict)
     with atomic_dir(artifacts_dir(name)) as out, atomic_dir(Path("reports/plots") / name) as plots:
@@ -154,6 +183,7 @@ def train(params: Params, name: str) -> dict[int, str]:
                     model, history = train_variant(
                         paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt",
                         info["fingerprint"], metrics=buffer, device=device,
+                        world=world, **_loop_settings(params, device),
                     )
                     buffer.flush()
                     histories[variant] = history

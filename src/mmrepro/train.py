@@ -3,10 +3,19 @@
 Seeds python/numpy/torch, runs on CUDA when present (bf16 autocast there unless the recipe says fp32)
 else CPU, builds the recipe's optimizer and LR schedule (`TrainConfig`, per variant), accumulates
 gradients over `accumulation` micro-batches per optimizer step, shows tqdm progress, logs the loss of
-every optimizer step and per-epoch validation metrics to MLflow, and checkpoints every epoch.
+every optimizer step and per-epoch validation metrics to MLflow, and checkpoints at every epoch's end and,
+when asked, every N optimizer steps and/or M minutes (`CheckpointEvery`).
 A checkpoint resumes training only when it was written for the same config fingerprint (paper,
 variant, seed, resolved config, data); anything else starts from scratch. Each epoch reseeds from
-(seed, epoch), so a resumed run follows the same batches as an uninterrupted one.
+(seed, epoch), so a resumed run follows the same batches as an uninterrupted one; a checkpoint written
+mid-epoch records how many of the epoch's micro-batches were consumed and the RNG states, and the resumed
+run skips exactly those batches (the paper regenerates them: cheap for index lists, a decode for others).
+
+Under torchrun (`mmrepro.distributed`) the loop is data-parallel: every rank walks the same deterministic
+sequence of micro-batches of the epoch and takes those with index % world == rank, so one optimizer step
+consumes the recipe's `accumulation` micro-batches in all (accumulation / world per rank) and the effective
+batch and LR schedule do not depend on the world size. Gradients are averaged by DistributedDataParallel
+(a ragged last group of the epoch by an explicit all-reduce); only rank 0 logs, validates and checkpoints.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ import json
 import math
 import os
 import random
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +34,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmrepro.data.loader import LoaderSettings, PlannedBatches
+from mmrepro.distributed import World, all_gather_object, average_gradients, broadcast_object, sum_across
 from mmrepro.papers.base import Paper, TrainConfig
 from mmrepro.tracking import MetricBuffer, metric_key
 
@@ -121,6 +134,113 @@ def _optimizer_step(model, optimizer, scheduler, cfg: TrainConfig, step: int) ->
     return step + 1
 
 
+@dataclass(frozen=True)
+class CheckpointEvery:
+    """Step checkpoints besides the one at every epoch's end: every `steps` optimizer steps and/or every
+    `minutes` of training (rank 0's clock), whichever comes first; None = off."""
+
+    steps: int | None = None
+    minutes: float | None = None
+
+
+class _StepModule(torch.nn.Module):
+    """A paper's `training_step` as a module's forward: DDP synchronises the gradients of what runs through
+    its wrapped module's forward, whichever model methods the paper's step calls."""
+
+    def __init__(self, paper: Paper, model: torch.nn.Module, variant: str) -> None:
+        super().__init__()
+        self.paper, self.model, self.variant = paper, model, variant
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.paper.training_step(self.model, batch, self.variant)
+
+
+def _load_matching(checkpoint_path: Path, fingerprint: str, device: torch.device, label: str) -> dict | None:
+    """The checkpoint's state when it was written for `fingerprint`, else None (start fresh)."""
+    if not checkpoint_path.is_file():
+        return None
+    state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        print(f"[{label}] checkpoint {checkpoint_path} is for another config; starting fresh")
+        return None
+    return state
+
+
+@dataclass
+class _Position:
+    """Where training stands: epochs finished, optimizer steps, micro-batches consumed in all and in the
+    current epoch (`batch` > 0 only for a step checkpoint written mid-epoch)."""
+
+    epoch: int = 0
+    step: int = 0
+    micro: int = 0
+    batch: int = 0
+
+
+def _restore(state: dict, model, optimizer, scheduler, history: TrainHistory) -> _Position:
+    """Load a checkpoint's state into the model, optimizer, schedule and history; returns its position."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    history.losses = [(int(s), float(v)) for s, v in state["losses"].tolist()]
+    history.validation = json.loads(state["validation"])
+    history.capped = bool(state.get("capped", False))
+    history.resumed_from_epoch = int(state["epoch"])
+    return _Position(int(state["epoch"]), int(state["step"]), int(state.get("micro", 0)), int(state.get("batch", 0)))
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _saved_rng(state: dict | None, world: World, device: torch.device) -> dict[str, torch.Tensor] | None:
+    """This rank's RNG state in a mid-epoch checkpoint: exact when the world size is unchanged; otherwise
+    rank 0 takes rank 0's and the others keep their (seed, epoch, rank) seeding."""
+    if state is None or "rng_cpu" not in state:
+        return None
+    saved_world = state["rng_cpu"].shape[0]
+    if world.rank >= saved_world or (saved_world != world.size and world.rank != 0):
+        return None
+    out = {"cpu": state["rng_cpu"][world.rank].to(torch.uint8)}
+    if "rng_cuda" in state and device.type == "cuda":
+        out["cuda"] = state["rng_cuda"][world.rank].to(torch.uint8)
+    return out
+
+
+def _epoch_length(batches_per_epoch: int | None, cfg: TrainConfig, micro_at_start: int) -> int | None:
+    """Micro-batches this epoch trains on (the caps applied), when the paper says how many it has."""
+    if batches_per_epoch is None:
+        return None
+    n = batches_per_epoch
+    if cfg.max_steps is not None:
+        n = min(n, max(cfg.max_steps - micro_at_start, 0))
+    return n
+
+
+def _epoch_stream(batches, start: int, limit: int | None, world: World, loader: LoaderSettings):
+    """(index, batch) over the epoch's micro-batches; batch is None where another rank trains on it or it was
+    consumed before the checkpoint this run resumed from. A `PlannedBatches` makes only this rank's remaining
+    batches, in DataLoader workers; any other iterable is walked whole (skipped batches are made, then dropped)."""
+
+    def wanted(i: int) -> bool:
+        return i >= start and i % world.size == world.rank and (limit is None or i < limit)
+
+    if isinstance(batches, PlannedBatches):
+        yield from batches.stream(wanted, loader)
+        return
+    for i, batch in enumerate(batches):
+        yield i, batch if wanted(i) else None
+
+
 def train_variant(
     paper: Paper,
     cfg: TrainConfig,
@@ -131,14 +251,30 @@ def train_variant(
     data_fingerprint: str,
     metrics: MetricBuffer | None = None,
     device: torch.device | None = None,
+    *,
+    world: World | None = None,
+    checkpoint_every: CheckpointEvery | None = None,
+    loader: LoaderSettings | None = None,
 ) -> tuple[torch.nn.Module, TrainHistory]:
-    """Train one variant of `paper` to completion (resuming from `checkpoint_path` if it matches)."""
+    """Train one variant of `paper` to completion (resuming from `checkpoint_path` if it matches).
+
+    `world`: this process's rank in a torchrun job (default: a single process); its process group must be
+    initialised (`mmrepro.distributed.process_group`). Only rank 0 reads and writes `checkpoint_path`.
+    `loader`: DataLoader workers, prefetch and pinned memory for papers whose batches are `PlannedBatches`."""
+    world = world or World()
+    every = checkpoint_every or CheckpointEvery()
     device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     cfg = cfg.recipe_for(variant)
+    label = f"{paper.name}/{variant}"
+    if cfg.accumulation % world.size:
+        raise ValueError(f"{label}: accumulation {cfg.accumulation} is not a multiple of the {world.size} processes "
+                         f"(per-process batch x processes x accumulation per process = the recipe's batch)")
     seed_everything(seed)
     model = paper.build_model(cfg, data_dir, variant).to(device)
     optimizer = build_optimizer(model, cfg)
     batches_per_epoch = paper.steps_per_epoch(cfg, data_dir, variant)
+    if batches_per_epoch is None and world.distributed:
+        raise ValueError(f"{label}: data-parallel training needs the paper's steps_per_epoch")
     if batches_per_epoch is not None and cfg.max_steps_per_epoch is not None:
         batches_per_epoch = min(batches_per_epoch, cfg.max_steps_per_epoch)
     steps = -(-batches_per_epoch // cfg.accumulation) if batches_per_epoch else None  # optimizer steps / epoch
@@ -147,93 +283,147 @@ def train_variant(
         cfg.warmup_steps, total, cfg.schedule, cfg.min_lr_ratio, steps, cfg.decay_every, cfg.decay_rate))
     fingerprint = config_fingerprint(paper.name, variant, seed, cfg, data_fingerprint)
     history = TrainHistory()
-    start_epoch, step, micro = 0, 0, 0
+    pos = _Position()
 
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start_epoch, step, micro = int(state["epoch"]), int(state["step"]), int(state.get("micro", 0))
-            history.losses = [(int(s), float(v)) for s, v in state["losses"].tolist()]
-            history.validation = json.loads(state["validation"])
-            history.capped = bool(state.get("capped", False))
-            history.resumed_from_epoch = start_epoch
-            print(f"[{paper.name}/{variant}] resuming from epoch {start_epoch} ({checkpoint_path})")
-        else:
-            print(f"[{paper.name}/{variant}] checkpoint {checkpoint_path} is for another config; starting fresh")
+    # loaded on the CPU when it goes to other ranks (a pickled CUDA tensor would come back on rank 0's device)
+    load_to = torch.device("cpu") if world.distributed else device
+    state = _load_matching(checkpoint_path, fingerprint, load_to, label) if world.is_main else None
+    state = broadcast_object(state, world)  # every rank resumes from rank 0's file (one copy, any node)
+    if state is not None:
+        pos = _restore(state, model, optimizer, scheduler, history)
+        where = f"epoch {pos.epoch}" + (f", micro-batch {pos.batch} of epoch {pos.epoch + 1}" if pos.batch else "")
+        if world.is_main:
+            print(f"[{label}] resuming from {where} ({checkpoint_path})")
+    resume_rng = _saved_rng(state, world, device)
+    del state
 
     use_bf16 = device.type == "cuda" and cfg.precision == "bf16"
     prefix = "" if variant == "main" else variant
-    for epoch in range(start_epoch, cfg.epochs):
-        torch.manual_seed(seed * 100_003 + epoch)
+    step_module = _StepModule(paper, model, variant)
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
+    acc, procs = cfg.accumulation, world.size
+    per_rank = acc / procs  # DDP averages over ranks: dividing by this gives the mean over the group's `acc`
+    last_checkpoint = time.monotonic()
+
+    def checkpoint(epoch_done: int, batch: int) -> None:
+        """Rank 0 writes the position (all ranks call: the RNG states are gathered from every rank)."""
+        rngs = all_gather_object({k: v.cpu() for k, v in _rng_state(device).items()}, world)
+        if not world.is_main:
+            return
+        if metrics is not None:
+            metrics.flush()  # MLflow holds every step the checkpoint holds
+        state = {
+            "fingerprint": fingerprint, "epoch": epoch_done, "step": pos.step, "micro": pos.micro, "batch": batch,
+            "capped": history.capped, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "losses": torch.tensor(history.losses, dtype=torch.float64).reshape(-1, 2),
+            "validation": json.dumps(history.validation), "world_size": procs,
+            "rng_cpu": torch.stack([r["cpu"] for r in rngs]),
+        }
+        if "cuda" in rngs[0]:
+            state["rng_cuda"] = torch.stack([r["cuda"] for r in rngs])
+        _save_checkpoint(checkpoint_path, state)
+
+    def step_checkpoint_due() -> bool:
+        due = every.steps is not None and pos.step % every.steps == 0
+        if every.minutes is not None:  # rank 0's clock decides for all ranks
+            late = time.monotonic() - last_checkpoint >= every.minutes * 60 if world.is_main else None
+            due = broadcast_object(late, world) or due
+        return due
+
+    for epoch in range(pos.epoch, cfg.epochs):
+        torch.manual_seed(seed * 100_003 + epoch + 1_000_003 * world.rank)
         model.train()
+        start = pos.batch
+        micro_at_start = pos.micro - start
+        n_epoch = _epoch_length(batches_per_epoch, cfg, micro_at_start)
+        ragged_from = n_epoch - n_epoch % acc if n_epoch is not None else None  # the short last group
         batches = paper.train_batches(cfg, data_dir, variant, epoch, seed)
-        bar = tqdm(batches, total=batches_per_epoch, desc=f"{paper.name}/{variant} epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False)
-        pending, pending_loss = 0, 0.0
-        for i, batch in enumerate(bar):
-            if cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch:
+        bar = tqdm(total=n_epoch, initial=start, desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not world.is_main)
+        pending, pending_loss, seen = 0, 0.0, start
+        for i, batch in _epoch_stream(batches, start, n_epoch, world, loader or LoaderSettings()):
+            if (cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch) or (
+                    cfg.max_steps is not None and micro_at_start + i >= cfg.max_steps):
                 history.capped = True
                 break
-            if cfg.max_steps is not None and micro >= cfg.max_steps:
-                history.capped = True
-                break
-            batch = to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = paper.training_step(model, batch, variant)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{paper.name}/{variant}: loss is {loss.item()} at step {step}")
-            (loss / cfg.accumulation).backward()  # gradients of the mean over the accumulated micro-batches
-            micro, pending = micro + 1, pending + 1
-            pending_loss += float(loss.detach())
-            if pending == cfg.accumulation:
-                step = _optimizer_step(model, optimizer, scheduler, cfg, step)
-                value, pending, pending_loss = pending_loss / pending, 0, 0.0
-                history.losses.append((step - 1, value))
+            if i < start:
+                continue  # consumed before the checkpoint this run resumed from
+            if i == start and resume_rng is not None:
+                _set_rng_state(resume_rng, device)
+                resume_rng = None
+            seen, pos.micro = i + 1, pos.micro + 1
+            if batch is not None:  # this rank's
+                batch = to_device(batch, device)
+                ragged = ragged_from is not None and i >= ragged_from
+                sync = world.distributed and not ragged and i % acc >= acc - procs  # this rank's last in the group
+                with nullcontext() if sync or not world.distributed else step_module.no_sync():
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        loss = step_module(batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"{label}: loss is {loss.item()} at step {pos.step}")
+                    (loss / per_rank).backward()
+                pending, pending_loss = pending + 1, pending_loss + float(loss.detach())
+            if (i + 1) % acc == 0 or i + 1 == n_epoch:
+                value = _end_group(model, optimizer, scheduler, cfg, world, device, pos, pending, pending_loss,
+                                   ragged_from is not None and i >= ragged_from)
+                pending, pending_loss = 0, 0.0
+                history.losses.append((pos.step - 1, value))
                 if metrics is not None:
-                    metrics.log(metric_key(prefix, "train_loss"), value, step - 1)
+                    metrics.log(metric_key(prefix, "train_loss"), value, pos.step - 1)
+                bar.update(acc if (i + 1) % acc == 0 else (i + 1) % acc)
                 bar.set_postfix(loss=f"{value:.4f}")
-        if pending:  # the epoch's last, shorter accumulation group
-            step = _optimizer_step(model, optimizer, scheduler, cfg, step)
-            history.losses.append((step - 1, pending_loss / pending))
+                if step_checkpoint_due():
+                    checkpoint(epoch, i + 1)
+                    last_checkpoint = time.monotonic()
+        if n_epoch is not None and seen < n_epoch and world.distributed:
+            raise RuntimeError(f"{label}: epoch {epoch + 1} had {seen} batches, steps_per_epoch said {n_epoch}")
+        if pending:  # the epoch's last, shorter group, when the paper did not say the epoch's length
+            value = _end_group(model, optimizer, scheduler, cfg, world, device, pos, pending, pending_loss, False)
+            history.losses.append((pos.step - 1, value))
             if metrics is not None:
-                metrics.log(metric_key(prefix, "train_loss"), pending_loss / pending, step - 1)
+                metrics.log(metric_key(prefix, "train_loss"), value, pos.step - 1)
         bar.close()
+        if resume_rng is not None:  # resumed at the epoch's very end (a step checkpoint after its last group)
+            _set_rng_state(resume_rng, device)
+            resume_rng = None
 
         model.eval()
-        with torch.no_grad():
-            val = paper.validate(model, cfg, data_dir, variant)
-        history.validation.append({"epoch": epoch + 1, "step": step, **val})
+        val = None
+        if world.is_main:  # the validation split is not sharded: rank 0 scores it, every rank gets the numbers
+            with torch.no_grad():
+                val = paper.validate(model, cfg, data_dir, variant)
+        val = broadcast_object(val, world)
+        history.validation.append({"epoch": epoch + 1, "step": pos.step, **val})
         if metrics is not None:
             for key, value in val.items():
                 metrics.log(metric_key(prefix, "val", key), value, epoch + 1)
             metrics.flush()
         shown = ", ".join(f"{k}={v:.4g}" for k, v in val.items())
         last = history.losses[-1][1] if history.losses else float("nan")
-        print(f"[{paper.name}/{variant}] seed {seed} epoch {epoch + 1}/{cfg.epochs} loss={last:.4f} {shown}",
-              flush=True)
-        _save_checkpoint(
-            checkpoint_path,
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch + 1,
-                "step": step,
-                "micro": micro,
-                "capped": history.capped,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "losses": torch.tensor(history.losses, dtype=torch.float64).reshape(-1, 2),
-                "validation": json.dumps(history.validation),
-            },
-        )
+        if world.is_main:
+            print(f"[{label}] seed {seed} epoch {epoch + 1}/{cfg.epochs} loss={last:.4f} {shown}", flush=True)
+        pos.epoch, pos.batch = epoch + 1, 0
+        checkpoint(epoch + 1, 0)
+        last_checkpoint = time.monotonic()
         history.epochs_done = epoch + 1
-        if cfg.max_steps is not None and micro >= cfg.max_steps:
+        if cfg.max_steps is not None and pos.micro >= cfg.max_steps:
             history.capped = history.capped or history.epochs_done < cfg.epochs
             break  # the step cap is reached: no further (empty) epochs, validations or checkpoints
-    history.epochs_done = max(history.epochs_done, start_epoch)
-    history.optimizer_steps = step
+    history.epochs_done = max(history.epochs_done, pos.epoch)
+    history.optimizer_steps = pos.step
     model.eval()
     return model, history
+
+
+def _end_group(model, optimizer, scheduler, cfg: TrainConfig, world: World, device: torch.device, pos: _Position,
+               pending: int, pending_loss: float, ragged: bool) -> float:
+    """One optimizer step on every rank at the end of an accumulation group; returns the group's mean loss."""
+    if ragged and world.distributed:  # DDP did not reduce this group (ranks hold unequal numbers of batches)
+        average_gradients(model, world)
+    loss_sum, count = sum_across([pending_loss, float(pending)], world, device)
+    pos.step = _optimizer_step(model, optimizer, scheduler, cfg, pos.step)
+    return loss_sum / count

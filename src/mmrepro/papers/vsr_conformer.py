@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from mmrepro.data.loader import PlannedBatches
 from mmrepro.data.synthetic_lips import LipsSpec, paired_sentences, write_corpus
 from mmrepro.data.tokenizer import CharTokenizer
 from mmrepro.metrics.wer import NORMALISATION, espnet_table, paired_bootstrap, save_hypotheses, score
@@ -154,6 +155,35 @@ def _augment(clip: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.n
     return np.ascontiguousarray(clip)
 
 
+class _ClipBatch:
+    """plan (indices, seed) -> batch in whichever process runs it: reads the clips' files, augments them with a
+    generator seeded by the plan alone (so any number of workers agrees), collates."""
+
+    def __init__(self, cfg: Config, data_dir: Path, tokenizer: CharTokenizer) -> None:
+        self.augment, self.max_shift, self.data_dir, self.tokenizer = cfg.augment, cfg.max_shift, data_dir, tokenizer
+        self._split: _Split | None = None  # read once per process
+
+    def __call__(self, plan: tuple[list[int], int]) -> dict[str, torch.Tensor]:
+        idx, batch_seed = plan
+        if self._split is None:
+            self._split = _Split(self.data_dir, "train")
+        split = self._split
+        clips = [split.clip(i) for i in idx]
+        if self.augment:
+            rng = np.random.default_rng(batch_seed)
+            clips = [_augment(c, rng, self.max_shift) for c in clips]
+        return _collate(clips, [split.records[i]["text"] for i in idx], self.tokenizer)
+
+
+def _planned_batches(cfg: Config, data_dir: Path, split: _Split, epoch: int, seed: int,
+                     tokenizer: CharTokenizer) -> PlannedBatches:
+    """The epoch's length-bucketed batches, each with its augmentation seed, drawn in order from (seed, epoch)."""
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+    buckets = _bucketed_batches([r["n_frames"] for r in split.records], cfg.batch_size, gen)
+    seeds = torch.randint(0, 2**62, (len(buckets),), generator=gen).tolist()
+    return PlannedBatches(list(zip(buckets, seeds, strict=True)), _ClipBatch(cfg, data_dir, tokenizer))
+
+
 def _prepare_lrs3(cfg: Config, data_dir: Path, seed: int, settings: DatasetSettings, key: str) -> DataInfo:
     """The training splits (`lrs3_splits`: count) and test (count + fingerprint of clip id + transcript) are
     checked against references/datasets.yaml from the transcripts alone, before any mp4 is decoded. Dev is a
@@ -253,6 +283,11 @@ class VsrConformer(Paper):
 
     def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
         split = _Split(data_dir, "train")
+        if split.frames is None:  # LRS3: one file per clip, read (and augmented) in DataLoader workers
+            return _planned_batches(cfg, data_dir, split, epoch, seed, self.tokenizer)
+        return self._array_batches(cfg, split, epoch, seed)
+
+    def _array_batches(self, cfg: Config, split: _Split, epoch: int, seed: int):
         gen = torch.Generator().manual_seed(seed * 7919 + epoch)
         rng = np.random.default_rng([seed, epoch])
         for idx in _bucketed_batches([r["n_frames"] for r in split.records], cfg.batch_size, gen):

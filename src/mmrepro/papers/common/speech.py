@@ -30,6 +30,7 @@ from torch import nn
 
 from mmrepro.data.audio_features import (FbankConfig, SpecAugmentConfig, load_audio, log_mel, spec_augment,
                                          vtlp)
+from mmrepro.data.loader import PlannedBatches
 from mmrepro.data.pocketsphinx_real import DATASET as PSR_DATASET
 from mmrepro.data.pocketsphinx_real import prepare_pocketsphinx_real
 from mmrepro.data.tokenizer import CharTokenizer, SentencePieceTokenizer, load_tokenizer
@@ -173,6 +174,11 @@ class _FeatureSet:
     def __len__(self) -> int:
         return len(self.texts)
 
+    @property
+    def decoded_on_the_fly(self) -> bool:
+        """No cached features: every batch reads and featurises its audio files."""
+        return self._feats is None
+
     def feats(self, i: int) -> torch.Tensor:
         if self._feats is not None:
             return self._feats[i].float()
@@ -212,6 +218,41 @@ def pad_targets(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     for k, s in enumerate(seqs):
         out[k, : len(s)] = torch.tensor(s, dtype=torch.long)
     return out, lengths
+
+
+def _augmented_batch(cfg: SpeechConfig, data: _FeatureSet, tok, idx: list[int], gen: torch.Generator) -> dict:
+    """One training batch: features (VTLP-warped, SpecAugmented with draws from `gen`) and padded targets."""
+    feats, lengths = data.batch(idx)
+    if cfg.vtlp:
+        factors = 1 + cfg.vtlp * (2 * torch.rand(len(idx), generator=gen) - 1)
+        feats = vtlp(feats, factors, _fbank())
+    if cfg.spec_augment:
+        aug = SpecAugmentConfig(cfg.freq_masks, cfg.freq_width, cfg.time_masks, cfg.time_ratio)
+        feats = spec_augment(feats, lengths, aug, generator=gen)
+    targets, target_lens = pad_targets([tok.encode(data.texts[i]) for i in idx])
+    return {"feats": feats, "feat_lens": lengths, "targets": targets, "target_lens": target_lens}
+
+
+class _DecodedBatch:
+    """plan (indices, seed) -> batch, in whichever process runs it: reads the FLACs, computes the log-mel
+    features, augments with a generator seeded by the plan alone (so any number of workers agrees)."""
+
+    def __init__(self, cfg: SpeechConfig, data_dir: Path) -> None:
+        self.cfg, self.data_dir = cfg, Path(data_dir)
+
+    def __call__(self, plan: tuple[list[int], int]) -> dict:
+        idx, batch_seed = plan
+        tok = load_tokenizer(self.data_dir / "tokenizer.json")
+        data = feature_set(self.data_dir, "train")
+        return _augmented_batch(self.cfg, data, tok, idx, torch.Generator().manual_seed(batch_seed))
+
+
+def _planned_batches(cfg: SpeechConfig, data_dir: Path, epoch: int, seed: int, lengths: list[int]) -> PlannedBatches:
+    """The epoch's length buckets, each with its augmentation seed, drawn in order from (seed, epoch)."""
+    buckets = length_buckets(lengths, cfg.batch_size, random.Random(seed * 7919 + epoch))
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+    seeds = torch.randint(0, 2**62, (len(buckets),), generator=gen).tolist()
+    return PlannedBatches(list(zip(buckets, seeds, strict=True)), _DecodedBatch(cfg, data_dir))
 
 
 # ----------------------------------------------------------------------------------------- paper
@@ -327,19 +368,17 @@ class SpeechPaper(Paper):
         return -(-len(feature_set(data_dir, "train")) // cfg.batch_size)
 
     def train_batches(self, cfg: SpeechConfig, data_dir: Path, variant: str, epoch: int, seed: int):
+        data = feature_set(data_dir, "train")
+        if data.decoded_on_the_fly:  # LibriSpeech FLACs: decoded and featurised in DataLoader workers
+            return _planned_batches(cfg, data_dir, epoch, seed, data.lengths.tolist())
+        return self._cached_batches(cfg, data_dir, epoch, seed)
+
+    def _cached_batches(self, cfg: SpeechConfig, data_dir: Path, epoch: int, seed: int):
         data, tok = feature_set(data_dir, "train"), self.tokenizer(data_dir)
         rng = random.Random(seed * 7919 + epoch)
         gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-        aug = SpecAugmentConfig(cfg.freq_masks, cfg.freq_width, cfg.time_masks, cfg.time_ratio)
         for idx in length_buckets(data.lengths.tolist(), cfg.batch_size, rng):
-            feats, lengths = data.batch(idx)
-            if cfg.vtlp:
-                factors = 1 + cfg.vtlp * (2 * torch.rand(len(idx), generator=gen) - 1)
-                feats = vtlp(feats, factors, _fbank())
-            if cfg.spec_augment:
-                feats = spec_augment(feats, lengths, aug, generator=gen)
-            targets, target_lens = pad_targets([tok.encode(data.texts[i]) for i in idx])
-            yield {"feats": feats, "feat_lens": lengths, "targets": targets, "target_lens": target_lens}
+            yield _augmented_batch(cfg, data, tok, idx, gen)
 
     def training_step(self, model: SpeechRecognizer, batch, variant: str) -> torch.Tensor:
         return model.loss(batch)
