@@ -19,7 +19,6 @@ from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
-import mlflow
 import torch
 
 from mmrepro.config import Params, dataset_settings, paper_config
@@ -122,6 +121,8 @@ def _curve_png(path: Path, title: str, histories: dict) -> None:
 
 def train(params: Params, name: str) -> dict[int, str]:
     """Train every variant for every seed; returns {seed: MLflow run id}."""
+    import mlflow  # here, not at the top: locate and prepare never log (see mmrepro.tracking)
+
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
     device = pick_device()
@@ -198,6 +199,8 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
 
 
 def evaluate(params: Params, name: str) -> dict:
+    import mlflow
+
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
