@@ -257,30 +257,36 @@ class RelPosMultiHeadAttention(nn.Module):
         qv = (q + self.pos_bias_v[None, :, None]) / math.sqrt(self.dk)
         if self.limited and t > 2 * self.w + self.chunk:
             out = self._limited(qu, qv, k, v, mask, d)
-        else:
-            band = None
-            if self.limited:  # short input: every chunk would see the whole sequence, so mask full attention
-                i = torch.arange(t, device=x.device)
-                band = (i[:, None] - i[None, :]).abs() <= self.w
-                if self.g:
-                    band |= (i[:, None] == 0) | (i[None, :] == 0)
-            out = self._full(qu, qv, k, v, mask, band, d)
+        else:  # a short input under limited context: chunks would see the whole sequence, so use full
+            out = self._full(qu, qv, k, v, mask, self.w if self.limited else None, d)
         return self.o(out.transpose(1, 2).reshape(b, t, d))
 
-    def _full(self, qu, qv, k, v, mask, band, d):
-        """Full attention over the valid keys (mask (B, T)), within `band` (T, T) when given. O(T^2)."""
+    def _full(self, qu, qv, k, v, mask, window, d):
+        """Attention of every query over the valid keys (mask (B, T)). O(T^2).
+
+        With `window` w (limited context on a short input) only keys |i - j| <= w count, plus frame 0 as
+        a global token when `self.g`: the position term is then computed for the 2w + 1 distances in the
+        window only, and the distances outside it get the most negative float (weight 0).
+        """
         b, h, t, dk = qu.shape
-        p = self._pos(torch.arange(t - 1, -t, -1, device=qu.device), d)  # distances T-1 .. -(T-1)
-        # (q_i + v) . p over all 2T-1 distances, heads first so that p is shared without a copy:
-        # (H, B*T, dk) @ (H, dk, 2T-1); the rel shift is then a view, [b, h, i, j] at distance i - j.
-        bd = (qv.transpose(0, 1).reshape(h, b * t, dk) @ p.transpose(1, 2)).view(h, b, t, 2 * t - 1)
+        dev, low = qu.device, torch.finfo(qu.dtype).min
+        reach = t - 1 if window is None else min(window, t - 1)  # largest |i - j| scored
+        p = self._pos(torch.arange(reach, -reach - 1, -1, device=dev), d)  # distances reach .. -reach
+        # (q_i + v) . p, heads first so that p is shared without a copy: (H, B*T, dk) @ (H, dk, 2 reach + 1)
+        bd = qv.transpose(0, 1).reshape(h, b * t, dk) @ p.transpose(1, 2)
+        if reach < t - 1:
+            bd = F.pad(bd, (t - 1 - reach, t - 1 - reach), value=low)
+        # distances T-1 .. -(T-1) per row; the rel shift is then a view, [b, h, i, j] at distance i - j
         scores = qu @ k.transpose(-1, -2)  # (B, H, T, T)
-        scores += _shifted(bd, t, t, t - 1).transpose(0, 1)
+        scores += _shifted(bd.view(h, b, t, 2 * t - 1), t, t, t - 1).transpose(0, 1)
+        if reach < t - 1 and self.g:  # global frame 0: its column and its row at every distance
+            scores[..., 0] = (qu * k[:, :, :1]).sum(-1) + (qv * self._pos(torch.arange(t, device=dev), d)).sum(-1)
+            pr = self._pos(-torch.arange(t, device=dev), d)  # distance 0 - j
+            scores[:, :, 0] = (qu[:, :, :1] @ k.transpose(-1, -2) + qv[:, :, :1] @ pr.transpose(-1, -2))[:, :, 0]
         # Nothing to mask when no key is padding (checked on CPU only: on a GPU it would cost a sync per layer).
-        if band is not None or qu.device.type != "cpu" or not bool(mask.all()):
-            keep = mask[:, None, None, :] if band is None else mask[:, None, None, :] & band
-            # the most negative float, not -inf: a row without keys (a length-0 sequence) gets no NaN
-            scores.masked_fill_(~keep, torch.finfo(scores.dtype).min)
+        # The most negative float, not -inf: a row without keys (a length-0 sequence) gets no NaN.
+        if qu.device.type != "cpu" or not bool(mask.all()):
+            scores.masked_fill_(~mask[:, None, None, :], low)
         return torch.softmax(scores, dim=-1) @ v
 
     def _limited(self, qu, qv, k, v, mask, d):
