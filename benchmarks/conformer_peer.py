@@ -115,12 +115,14 @@ def main() -> None:
                 step()
                 times[name].append(time.perf_counter() - start)
         for name, ts in times.items():
-            # equal work: ours at dropout 0 against the released peer (which runs without dropout)
+            # equal work: ours at dropout 0 against the released peer (which runs without dropout); our own
+            # rows are the references, so they get no ratio
             mine = times["ours, dropout 0" if name == "peer (as released: no dropout)" else "ours"]
-            ratio = statistics.median(o / t for o, t in zip(mine, ts, strict=True))
+            ratio = None if name.startswith("ours") else statistics.median(o / t for o, t in zip(mine, ts, strict=True))
             rows.append({"step": mode, "model": name, "median_ms": 1e3 * statistics.median(ts), "ours_over_model": ratio,
                          "parameters": counts[name]})
-            print(f"{mode:<11}{name:<32}{1e3 * statistics.median(ts):>10.1f}{ratio:>13.3f}x")
+            shown = f"{ratio:>13.3f}x" if ratio is not None else f"{'-':>14}"
+            print(f"{mode:<11}{name:<32}{1e3 * statistics.median(ts):>10.1f}{shown}")
     record = {"threads": args.threads, "repeats": args.repeats, "load_avg": os.getloadavg(), "torch": torch.__version__,
               "size": {"d": D, "layers": LAYERS, "heads": HEADS, "kernel": KERNEL, "dropout": DROPOUT, "batch": BATCH,
                        "frames": FRAMES}, "rows": rows}

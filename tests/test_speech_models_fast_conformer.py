@@ -44,7 +44,8 @@ def _masked_full_reference(att: RelPosMultiHeadAttention, x, mask, w, global_tok
 
 
 @pytest.mark.parametrize("t,w,g", [(13, 3, 1), (12, 4, 1), (5, 8, 1), (17, 2, 0), (1, 3, 1), (40, 8, 1), (37, 12, 0),
-                                   (29, 12, 1), (17, 8, 1), (17, 8, 0), (9, 8, 1)])
+                                   (29, 12, 1), (17, 8, 1), (17, 8, 0), (9, 8, 1),
+                                   (60, 12, 0), (70, 12, 1)])
 def test_limited_context_equals_masked_full_attention(t, w, g):
     torch.manual_seed(t * 10 + w)
     att = RelPosMultiHeadAttention(16, 2, limited=True, context=w, global_tokens=g).eval()

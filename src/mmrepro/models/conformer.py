@@ -255,9 +255,9 @@ class RelPosMultiHeadAttention(nn.Module):
         q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
         qu = (q + self.pos_bias_u[None, :, None]) / math.sqrt(self.dk)
         qv = (q + self.pos_bias_v[None, :, None]) / math.sqrt(self.dk)
-        if self.limited and t > 2 * self.w + self.chunk:
+        if self.limited and t > 4 * self.w:
             out = self._limited(qu, qv, k, v, mask, d)
-        else:  # a short input under limited context: chunks would see the whole sequence, so use full
+        else:  # up to 4w frames, full attention restricted to the window was measured faster than chunks
             out = self._full(qu, qv, k, v, mask, self.w if self.limited else None, d)
         return self.o(out.transpose(1, 2).reshape(b, t, d))
 
@@ -280,9 +280,10 @@ class RelPosMultiHeadAttention(nn.Module):
         scores = qu @ k.transpose(-1, -2)  # (B, H, T, T)
         scores += _shifted(bd.view(h, b, t, 2 * t - 1), t, t, t - 1).transpose(0, 1)
         if reach < t - 1 and self.g:  # global frame 0: its column and its row at every distance
-            scores[..., 0] = (qu * k[:, :, :1]).sum(-1) + (qv * self._pos(torch.arange(t, device=dev), d)).sum(-1)
-            pr = self._pos(-torch.arange(t, device=dev), d)  # distance 0 - j
-            scores[:, :, 0] = (qu[:, :, :1] @ k.transpose(-1, -2) + qv[:, :, :1] @ pr.transpose(-1, -2))[:, :, 0]
+            pg = self._pos(torch.arange(t - 1, -t, -1, device=dev), d)  # distances T-1 .. -(T-1)
+            scores[..., 0] = (qu * k[:, :, :1]).sum(-1) + (qv * pg[:, :t].flip(1)).sum(-1)  # distance i - 0
+            row = qu[:, :, :1] @ k.transpose(-1, -2) + qv[:, :, :1] @ pg[:, t - 1 :].transpose(-1, -2)  # 0 - j
+            scores[:, :, 0] = row[:, :, 0]
         # Nothing to mask when no key is padding (checked on CPU only: on a GPU it would cost a sync per layer).
         # The most negative float, not -inf: a row without keys (a length-0 sequence) gets no NaN.
         if qu.device.type != "cpu" or not bool(mask.all()):
