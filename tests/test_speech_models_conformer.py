@@ -59,7 +59,7 @@ def test_relative_position_scores_are_q_plus_v_dot_p_of_i_minus_j():
     """The rel-shift trick puts (q_i + v) . W_p p(i - j) at [i, j]: check against an explicit loop."""
     torch.manual_seed(0)
     d, h, t = 8, 2, 5
-    att = RelPosMultiHeadAttention(d, h, 0.0).eval()
+    att = RelPosMultiHeadAttention(d, h).eval()
     x = torch.randn(1, t, d)
     mask = torch.ones(1, t, dtype=torch.bool)
     q, k, v = att._heads(att.q(x)), att._heads(att.k(x)), att._heads(att.v(x))

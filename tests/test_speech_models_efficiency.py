@@ -54,7 +54,7 @@ def test_live_tensor_memory_grows_linearly_for_limited_and_quadratically_for_ful
 
     def peak(limited, t):
         torch.manual_seed(0)
-        att = RelPosMultiHeadAttention(32, 4, 0.0, limited=limited, context=16).eval()
+        att = RelPosMultiHeadAttention(32, 4, limited=limited, context=16).eval()
         x, mask = torch.randn(1, t, 32), torch.ones(1, t, dtype=torch.bool)
         tracker = bench.LiveTensorBytes()
         with torch.no_grad(), tracker:

@@ -5,18 +5,26 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmrepro.models.conformer import (
     ConformerConfig,
     ConformerEncoder,
     RelPosMultiHeadAttention,
-    _rel_shift,
     lengths_to_mask,
 )
 from mmrepro.models.fast_conformer import FastConformerConfig, FastConformerEncoder
 
 from .conftest import n_params
+
+
+def _rel_shift(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, 2T-1) scores against distances T-1..-(T-1) -> (B, H, T, T) with [i, j] at distance i - j
+    (Transformer-XL's pad-and-reshape, kept here as a reference independent of the model's strided view)."""
+    b, h, t, n = x.shape
+    x = F.pad(x, (1, 0)).view(b, h, n + 1, t)[:, :, 1:].reshape(b, h, t, n)
+    return x[..., :t]
 
 
 def _masked_full_reference(att: RelPosMultiHeadAttention, x, mask, w, global_token):
@@ -35,10 +43,12 @@ def _masked_full_reference(att: RelPosMultiHeadAttention, x, mask, w, global_tok
     return att.o((torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, t, d))
 
 
-@pytest.mark.parametrize("t,w,g", [(13, 3, 1), (12, 4, 1), (5, 8, 1), (17, 2, 0), (1, 3, 1)])
+@pytest.mark.parametrize("t,w,g", [(13, 3, 1), (12, 4, 1), (5, 8, 1), (17, 2, 0), (1, 3, 1), (40, 8, 1), (37, 12, 0),
+                                   (29, 12, 1), (17, 8, 1), (17, 8, 0), (9, 8, 1),
+                                   (60, 12, 0), (70, 12, 1)])
 def test_limited_context_equals_masked_full_attention(t, w, g):
     torch.manual_seed(t * 10 + w)
-    att = RelPosMultiHeadAttention(16, 2, 0.0, limited=True, context=w, global_tokens=g).eval()
+    att = RelPosMultiHeadAttention(16, 2, limited=True, context=w, global_tokens=g).eval()
     x = torch.randn(3, t, 16)
     lens = torch.tensor([t, max(1, t - 4), max(1, t // 2)])
     mask = lengths_to_mask(lens, t)
@@ -113,7 +123,7 @@ def test_gmacs_conformer_l_vs_fast_conformer_l_ratio():
 def test_attention_flops_grow_linearly_for_limited_and_quadratically_for_full():
     def flops(limited, t):
         with torch.device("meta"):
-            att = RelPosMultiHeadAttention(64, 4, 0.0, limited=limited, context=16).eval()
+            att = RelPosMultiHeadAttention(64, 4, limited=limited, context=16).eval()
             x, mask = torch.randn(1, t, 64), torch.ones(1, t, dtype=torch.bool)
             counter = FlopCounterMode(display=False)
             with counter:
@@ -134,7 +144,7 @@ def test_cuda_limited_attention_and_rnnt_match_cpu():
     from mmrepro.losses.rnnt import rnnt_loss
 
     torch.manual_seed(0)
-    att = RelPosMultiHeadAttention(32, 4, 0.0, limited=True, context=5).eval()
+    att = RelPosMultiHeadAttention(32, 4, limited=True, context=5).eval()
     x = torch.randn(2, 40, 32)
     mask = lengths_to_mask(torch.tensor([40, 23]), 40)
     cpu = att(x, mask)

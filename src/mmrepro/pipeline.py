@@ -19,7 +19,6 @@ from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
-import mlflow
 import torch
 
 from mmrepro.config import Params, dataset_settings, paper_config
@@ -151,6 +150,8 @@ def _train_follower(params: Params, name: str, world: World) -> None:
 
 
 def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
+    import mlflow  # here, not at the top: locate and prepare never log (see mmrepro.tracking)
+
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
     device = device_for(world) if world.distributed else pick_device()
@@ -228,6 +229,8 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
 
 
 def evaluate(params: Params, name: str) -> dict:
+    import mlflow
+
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())

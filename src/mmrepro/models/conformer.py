@@ -43,7 +43,7 @@ class ConformerConfig:
     num_heads: int = 4  # attention heads (d_model must divide by it)
     ff_mult: int = 4  # feed-forward inner size = ff_mult * d_model
     conv_kernel: int = 32  # depthwise convolution kernel size in the conv module
-    dropout: float = 0.1  # P_drop of the paper (residual, attention-probabilities and front-end dropout)
+    dropout: float = 0.1  # P_drop of the paper (each module's output before the residual, FFN inner, front end)
     input_layer: str = "conv2d"  # "conv2d" (4x subsampling) | "linear" | "none"
     subsampling_channels: int = 0  # conv channels of the 4x subsampling; 0 = d_model
     subsampling_padding: int = 0  # 0: valid 3x3 convs (ESPnet/Gulati counts); 1: NeMo "striding" (the
@@ -104,6 +104,18 @@ def relative_sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
     return pe
 
 
+class Dropout(nn.Dropout):
+    """`nn.Dropout` with a cheaper mask on CPU: uniform draws compared with p, the same distribution as
+    `torch.bernoulli` (keep with probability 1 - p, scale kept values by 1 / (1 - p)). torch's CPU
+    `bernoulli_` was a quarter of a Conformer training step's profile; this mask costs about half as much.
+    Other devices use torch's fused dropout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+            return super().forward(x)
+        return x * torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+
+
 class _Conv2dSubsampling(nn.Module):
     """4x time subsampling: two 3x3 stride-2 convs with ReLU, then a linear to d.
 
@@ -121,7 +133,7 @@ class _Conv2dSubsampling(nn.Module):
         if freq < 1:
             raise ValueError(f"input_dim={input_dim} too small for 4x conv subsampling")
         self.out = nn.Linear(channels * freq, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _out_len(self, n):
         return (n + 2 * self.padding - 3) // 2 + 1
@@ -143,7 +155,7 @@ class _LinearFrontEnd(nn.Module):
     def __init__(self, input_dim: int, d_model: int, dropout: float) -> None:
         super().__init__()
         self.out = nn.Linear(input_dim, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dropout(self.out(x)), lengths
@@ -160,8 +172,8 @@ class _FeedForward(nn.Module):
     def __init__(self, d: int, mult: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.LayerNorm(d), nn.Linear(d, mult * d), nn.SiLU(), nn.Dropout(dropout), nn.Linear(mult * d, d),
-            nn.Dropout(dropout),
+            nn.LayerNorm(d), nn.Linear(d, mult * d), nn.SiLU(), Dropout(dropout), nn.Linear(mult * d, d),
+            Dropout(dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,6 +185,8 @@ class _ConvModule(nn.Module):
 
     Padded frames are zeroed before the depthwise conv so valid outputs do not depend on padding.
     An even kernel (the paper's 32) is padded (K-1)//2 on the left and K//2 on the right.
+    The pointwise convolutions keep their Conv1d parameters (and checkpoints) but run as linear layers on
+    (B, T, d): the same product, without the 1x1 convolution's slow im2col path on CPU.
     """
 
     def __init__(self, d: int, kernel: int, dropout: float) -> None:
@@ -183,28 +197,39 @@ class _ConvModule(nn.Module):
         self.pad = ((kernel - 1) // 2, kernel // 2)
         self.batch_norm = nn.BatchNorm1d(d)
         self.pointwise2 = nn.Conv1d(d, d, 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x).transpose(1, 2)  # (B, d, T)
-        x = F.glu(self.pointwise1(x), dim=1)
-        x = x.masked_fill(~mask[:, None, :], 0.0)
-        x = self.depthwise(F.pad(x, self.pad))
-        x = F.silu(self.batch_norm(x))
-        x = self.pointwise2(x)
-        return self.dropout(x.transpose(1, 2))
+        x = F.linear(self.norm(x), self.pointwise1.weight[..., 0], self.pointwise1.bias)  # (B, T, 2d)
+        x = F.glu(x, dim=-1).masked_fill(~mask[..., None], 0.0).transpose(1, 2)  # (B, d, T)
+        x = F.silu(self.batch_norm(self.depthwise(F.pad(x, self.pad)))).transpose(1, 2)  # (B, T, d)
+        return self.dropout(F.linear(x, self.pointwise2.weight[..., 0], self.pointwise2.bias))
+
+
+def _shifted(scores: torch.Tensor, rows: int, cols: int, first: int) -> torch.Tensor:
+    """A zero-copy view picking, in row a of `scores` (..., rows, R), the columns first - a .. first - a + cols - 1.
+
+    With the columns of `scores` ordered by decreasing distance, that is the Transformer-XL "rel shift":
+    entry [a, m] of the view is the score at column first - a + m. `scores` must be contiguous.
+    """
+    r = scores.shape[-1]
+    size = (*scores.shape[:-2], rows, cols)
+    stride = (*scores.stride()[:-2], r - 1, 1)
+    return scores.as_strided(size, stride, scores.storage_offset() + first)
 
 
 class RelPosMultiHeadAttention(nn.Module):
     """Multi-head self-attention with Transformer-XL relative positional encoding (Dai et al. 2019).
 
     score(i, j) = (q_i + u) . k_j + (q_i + v) . W_p p(i - j), p = sinusoid of the distance i - j,
-    scaled by 1/sqrt(d_head). Full attention costs O(T^2); `limited=True` computes a sliding window
-    |i - j| <= w plus `global_tokens` global frame(s) chunk by chunk in O(T w) time and memory.
+    scaled by 1/sqrt(d_head). Full attention costs O(T^2); `limited=True` keeps a sliding window
+    |i - j| <= w plus `global_tokens` global frame(s), computed chunk by chunk in O(T w) time and memory
+    when T is long enough for chunks to pay off (see `_limited`).
+    Gulati et al. apply dropout to each module's output before the residual (the block's `att_dropout`),
+    not to the attention probabilities, so there is none here.
     """
 
-    def __init__(self, d: int, heads: int, dropout: float, limited: bool = False, context: int = 128,
-                 global_tokens: int = 1) -> None:
+    def __init__(self, d: int, heads: int, limited: bool = False, context: int = 128, global_tokens: int = 1) -> None:
         super().__init__()
         self.h, self.dk = heads, d // heads
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
@@ -213,8 +238,8 @@ class RelPosMultiHeadAttention(nn.Module):
         self.pos_bias_v = nn.Parameter(torch.zeros(heads, self.dk))
         nn.init.xavier_uniform_(self.pos_bias_u)
         nn.init.xavier_uniform_(self.pos_bias_v)
-        self.dropout = nn.Dropout(dropout)
         self.limited, self.w, self.g = limited, context, global_tokens
+        self.chunk = max(1, context // 4)  # queries per chunk of the limited path (see `_limited`)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, H, T, dk)
         b, t, _ = x.shape
@@ -230,86 +255,86 @@ class RelPosMultiHeadAttention(nn.Module):
         q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
         qu = (q + self.pos_bias_u[None, :, None]) / math.sqrt(self.dk)
         qv = (q + self.pos_bias_v[None, :, None]) / math.sqrt(self.dk)
-        if self.limited:
+        if self.limited and t > 4 * self.w:
             out = self._limited(qu, qv, k, v, mask, d)
-        else:
-            out = self._full(qu, qv, k, v, mask, d)
+        else:  # up to 4w frames, full attention restricted to the window was measured faster than chunks
+            out = self._full(qu, qv, k, v, mask, self.w if self.limited else None, d)
         return self.o(out.transpose(1, 2).reshape(b, t, d))
 
-    def _full(self, qu, qv, k, v, mask, d):
-        t = qu.shape[2]
-        p = self._pos(torch.arange(t - 1, -t, -1, device=qu.device), d)  # distances T-1 .. -(T-1)
-        ac = qu @ k.transpose(-1, -2)  # (B, H, T, T)
-        bd = _rel_shift(qv @ p.transpose(-1, -2)[None])  # (B, H, T, T), [i, j] uses distance i - j
-        scores = (ac + bd).masked_fill(~mask[:, None, None, :], float("-inf"))
-        attn = self.dropout(torch.softmax(scores, dim=-1).nan_to_num(0.0))
-        return attn @ v
+    def _full(self, qu, qv, k, v, mask, window, d):
+        """Attention of every query over the valid keys (mask (B, T)). O(T^2).
 
-    def _limited(self, qu, qv, k, v, mask, d):
-        """Sliding-window attention |i - j| <= w plus one global token (frame 0), in chunks of w queries.
-
-        Memory and time O(B H T w dk): each chunk of w queries sees the 3w keys around it.
+        With `window` w (limited context on a short input) only keys |i - j| <= w count, plus frame 0 as
+        a global token when `self.g`: the position term is then computed for the 2w + 1 distances in the
+        window only, and the distances outside it get the most negative float (weight 0).
         """
         b, h, t, dk = qu.shape
-        w, dev = self.w, qu.device
-        n = -(-t // w)  # chunks
-        tp = n * w
+        dev, low = qu.device, torch.finfo(qu.dtype).min
+        reach = t - 1 if window is None else min(window, t - 1)  # largest |i - j| scored
+        p = self._pos(torch.arange(reach, -reach - 1, -1, device=dev), d)  # distances reach .. -reach
+        # (q_i + v) . p, heads first so that p is shared without a copy: (H, B*T, dk) @ (H, dk, 2 reach + 1)
+        bd = qv.transpose(0, 1).reshape(h, b * t, dk) @ p.transpose(1, 2)
+        if reach < t - 1:
+            bd = F.pad(bd, (t - 1 - reach, t - 1 - reach), value=low)
+        # distances T-1 .. -(T-1) per row; the rel shift is then a view, [b, h, i, j] at distance i - j
+        scores = qu @ k.transpose(-1, -2)  # (B, H, T, T)
+        scores += _shifted(bd.view(h, b, t, 2 * t - 1), t, t, t - 1).transpose(0, 1)
+        if reach < t - 1 and self.g:  # global frame 0: its column and its row at every distance
+            pg = self._pos(torch.arange(t - 1, -t, -1, device=dev), d)  # distances T-1 .. -(T-1)
+            scores[..., 0] = (qu * k[:, :, :1]).sum(-1) + (qv * pg[:, :t].flip(1)).sum(-1)  # distance i - 0
+            row = qu[:, :, :1] @ k.transpose(-1, -2) + qv[:, :, :1] @ pg[:, t - 1 :].transpose(-1, -2)  # 0 - j
+            scores[:, :, 0] = row[:, :, 0]
+        # Nothing to mask when no key is padding (checked on CPU only: on a GPU it would cost a sync per layer).
+        # The most negative float, not -inf: a row without keys (a length-0 sequence) gets no NaN.
+        if qu.device.type != "cpu" or not bool(mask.all()):
+            scores.masked_fill_(~mask[:, None, None, :], low)
+        return torch.softmax(scores, dim=-1) @ v
 
-        def padq(z):  # (B, H, T, dk) -> (B, H, Tp, dk)
-            return F.pad(z, (0, 0, 0, tp - t))
+    def _limited(self, qu, qv, k, v, mask, d):
+        """Sliding-window attention |i - j| <= w plus one global token (frame 0), in chunks of c queries.
 
-        def pad_kv(z):  # (B, H, T, dk) -> (B, H, Tp + 2w, dk)
-            return F.pad(z, (0, 0, w, tp - t + w))
+        A chunk of c queries starting at s scores the 2w + c keys s - w .. s + c - 1 + w (plus key 0 when
+        there is a global token) and 2w + 2c - 1 relative distances, so a query costs 4w + 3c products
+        instead of the 3T of full attention: time and memory O(B H T w dk). c = w / 4 keeps the keys
+        scored close to the 2w + 1 a query needs without many tiny chunks.
+        """
+        b, h, t, dk = qu.shape
+        w, c, dev = self.w, self.chunk, qu.device
+        n = -(-t // c)  # chunks
+        tp, span = n * c, 2 * w + c
 
-        # keys of chunk c are positions c*w - w .. c*w + 2w - 1
-        kc = pad_kv(k).unfold(2, 3 * w, w)  # (B, H, n, dk, 3w)
-        vc = pad_kv(v).unfold(2, 3 * w, w)
-        valid = F.pad(mask, (w, tp - t + w), value=False).unfold(1, 3 * w, w)  # (B, n, 3w)
-        quc = padq(qu).view(b, h, n, w, dk)
-        qvc = padq(qv).view(b, h, n, w, dk)
-        ac = quc @ kc  # (B, H, n, w, 3w)
-        # distance i - j = a - (bk - w) for query offset a in [0, w), key offset bk in [0, 3w): range -2w+1 .. 2w-1
-        rel = torch.arange(2 * w - 1, -2 * w, -1, device=dev)  # 2w-1 .. -(2w-1), 4w-1 distances
-        p = self._pos(rel, d)  # (H, 4w-1, dk)
-        bd_all = qvc @ p.transpose(-1, -2)[None, :, None]  # (B, H, n, w, 4w-1)
-        a = torch.arange(w, device=dev)[:, None]
-        bk = torch.arange(3 * w, device=dev)[None, :]
-        dist = a - (bk - w)  # (w, 3w)
-        idx = (2 * w - 1 - dist).expand(b, h, n, w, 3 * w)
-        bd = bd_all.gather(-1, idx)
-        keep = (dist.abs() <= w)[None, None, None] & valid[:, None, :, None, :]
+        def chunks(z):  # keys/values (B, H, T, dk) -> (B, H, n, span (+1 global), dk)
+            zc = F.pad(z, (0, 0, w, tp - t + w)).unfold(2, span, c).transpose(-1, -2)
+            if self.g:
+                zc = torch.cat([z[:, :, None, :1].expand(b, h, n, 1, dk), zc], dim=3)
+            return zc
+
+        quc = F.pad(qu, (0, 0, 0, tp - t)).view(b, h, n, c, dk)
+        qvc = F.pad(qv, (0, 0, 0, tp - t))
+        scores = quc @ chunks(k).transpose(-1, -2)  # (B, H, n, c, g + span)
+        # distances a + w - m (query offset a, key offset m) from w + c - 1 down to -(w + c - 1)
+        p = self._pos(torch.arange(w + c - 1, -(w + c), -1, device=dev), d)  # (H, 2w + 2c - 1, dk)
+        bd = (qvc.transpose(0, 1).reshape(h, b * tp, dk) @ p.transpose(1, 2)).view(h, b, n, c, 2 * w + 2 * c - 1)
+        scores[..., self.g:] += _shifted(bd, c, span, c - 1).transpose(0, 1)
+        a = torch.arange(c, device=dev)[:, None]
+        m = torch.arange(span, device=dev)[None, :]
+        key_pos = (torch.arange(n, device=dev) * c - w)[:, None, None] + m  # (n, 1, span) absolute key position
+        valid = F.pad(mask, (w, tp - t + w), value=False).unfold(1, span, c)  # (B, n, span): real, unpadded keys
+        keep = ((a + w - m).abs() <= w)[None, None] & valid[:, :, None, :]  # (B, n, c, span)
         if self.g:
-            # key 0 is handled by the global column below; drop it from the windows
-            key_pos = torch.arange(n, device=dev)[:, None] * w - w + bk  # (n, 3w) absolute key position
-            keep = keep & (key_pos != 0)[None, None, :, None, :]
-        scores = (ac + bd).masked_fill(~keep, float("-inf"))  # (B, H, n, w, 3w)
-        if self.g:
-            # every query attends to global key 0: (q_i + u).k_0 + (q_i + v).p(i)
-            pg = self._pos(torch.arange(tp, device=dev), d)  # (H, Tp, dk), distance i - 0 = i
-            gcol = (padq(qu) * k[:, :, :1]).sum(-1) + (padq(qv) * pg[None]).sum(-1)  # (B, H, Tp)
-            gcol = gcol.masked_fill(~mask[:, None, :1], float("-inf")).view(b, h, n, w, 1)
-            scores = torch.cat([gcol, scores], dim=-1)
-        attn = self.dropout(torch.softmax(scores, dim=-1).nan_to_num(0.0))
-        if self.g:
-            out = attn[..., :1] * v[:, :, None, :1] + attn[..., 1:] @ vc.transpose(-1, -2)
-        else:
-            out = attn @ vc.transpose(-1, -2)
-        out = out.reshape(b, h, tp, dk)[:, :, :t]
+            # global key 0: (q_i + u) . k_0 is in column 0 already; add (q_i + v) . W_p p(i - 0)
+            pg = self._pos(torch.arange(tp, device=dev), d)  # (H, Tp, dk)
+            scores[..., 0] += (qvc * pg[None]).sum(-1).view(b, h, n, c)
+            keep = torch.cat([mask[:, :1, None, None].expand(b, n, c, 1), keep & (key_pos != 0)], dim=-1)
+        scores.masked_fill_(~keep[:, None], torch.finfo(scores.dtype).min)
+        out = (torch.softmax(scores, dim=-1) @ chunks(v)).reshape(b, h, tp, dk)[:, :, :t]
         if self.g:
             # global query 0 attends to every key: O(T)
             pr = self._pos(-torch.arange(t, device=dev), d)  # distance 0 - j
             s0 = qu[:, :, :1] @ k.transpose(-1, -2) + (qv[:, :, :1] @ pr.transpose(-1, -2)[None])  # (B, H, 1, T)
-            s0 = s0.masked_fill(~mask[:, None, None, :], float("-inf"))
-            a0 = self.dropout(torch.softmax(s0, dim=-1).nan_to_num(0.0))
-            out = torch.cat([a0 @ v, out[:, :, 1:]], dim=2)
+            s0 = s0.masked_fill(~mask[:, None, None, :], torch.finfo(s0.dtype).min)
+            out = torch.cat([torch.softmax(s0, dim=-1) @ v, out[:, :, 1:]], dim=2)
         return out
-
-
-def _rel_shift(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, T, 2T-1) scores against distances T-1..-(T-1) -> (B, H, T, T) with [i, j] at distance i - j."""
-    b, h, t, n = x.shape
-    x = F.pad(x, (1, 0)).view(b, h, n + 1, t)[:, :, 1:].reshape(b, h, t, n)
-    return x[..., :t]
 
 
 class _ConformerBlock(nn.Module):
@@ -318,10 +343,9 @@ class _ConformerBlock(nn.Module):
         d = cfg.d_model
         self.ff1 = _FeedForward(d, cfg.ff_mult, cfg.dropout)
         self.att_norm = nn.LayerNorm(d)
-        self.att = RelPosMultiHeadAttention(
-            d, cfg.num_heads, cfg.dropout, cfg.attention == "limited", cfg.att_context, cfg.global_tokens
-        )
-        self.att_dropout = nn.Dropout(cfg.dropout)
+        self.att = RelPosMultiHeadAttention(d, cfg.num_heads, cfg.attention == "limited", cfg.att_context,
+                                            cfg.global_tokens)
+        self.att_dropout = Dropout(cfg.dropout)
         self.conv = _ConvModule(d, cfg.conv_kernel, cfg.dropout)
         self.ff2 = _FeedForward(d, cfg.ff_mult, cfg.dropout)
         self.norm = nn.LayerNorm(d)

@@ -8,8 +8,9 @@ ASRU 2023, https://arxiv.org/abs/2305.05084 . Changes to the Conformer (`mmrepro
     * depthwise kernel 9 in the conv module;
     * attention either full (relative positions, as the Conformer) or limited context: a sliding window
       |i - j| <= w (NeMo's att_context_size [w, w], w = 128 by default) plus one global token (the first
-      frame attends to and is attended by every frame, Longformer style), computed in chunks of w queries
-      so its time and memory grow linearly with length (see `RelPosMultiHeadAttention._limited`).
+      frame attends to and is attended by every frame, Longformer style), computed in chunks of w/4 queries
+      so its time and memory grow linearly with length (see `RelPosMultiHeadAttention._limited`); an input
+      of at most 4w frames runs as full attention restricted to the window, which was measured faster there.
 Fast-Conformer-L is the Conformer-L body (17 layers, d = 512, 8 heads) with these changes.
 """
 

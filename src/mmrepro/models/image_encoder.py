@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
 
 _RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 _VGGS = {"vgg19": 512}  # conv5_4 after ReLU, before the last max-pool: 14 x 14 x 512 at 224 px (Xu et al. 2015)
@@ -71,14 +70,22 @@ def _load_pretrained(net: nn.Module, arch: str, pretrained_path: str | None, hea
         raise ValueError(f"{path}: not a torchvision {arch} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
+def _torchvision_net(arch: str) -> nn.Module:
+    # torchvision is imported here, not at the top: it costs ~1.2 s of CPU (it pulls in torch._dynamo), which
+    # every stage importing this module (for its config) would pay although only these backbones need it.
+    import torchvision
+
+    return getattr(torchvision.models, arch)(weights=None)
+
+
 def _vgg_backbone(arch: str, pretrained_path: str | None) -> tuple[nn.Module, int]:
-    net = getattr(torchvision.models, arch)(weights=None)
+    net = _torchvision_net(arch)
     _load_pretrained(net, arch, pretrained_path, "classifier.")
     return nn.Sequential(*list(net.features.children())[:-1]), _VGGS[arch]  # drop the last max-pool
 
 
 def _resnet_backbone(arch: str, pretrained_path: str | None) -> tuple[nn.Module, int]:
-    net = getattr(torchvision.models, arch)(weights=None)
+    net = _torchvision_net(arch)
     _load_pretrained(net, arch, pretrained_path, "fc.")
     body = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
     return body, _RESNETS[arch]
