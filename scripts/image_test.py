@@ -36,7 +36,7 @@ BASE = "localhost/mmrepro-base:bookworm"
 IMAGE = "localhost/mmrepro:image-test"
 WORK = Path("/var/tmp/mmrepro-image-test")  # the clone mounted at /workspace (kept with --keep-clone)
 IMAGE_UID = 1000  # the Dockerfile's USER
-BUILD_CA = "/run/mmrepro-build-ca.crt"  # where a build step sees this machine's CA bundle (a mount)
+BUILD_MOUNTS = "/run/mmrepro-build"  # where a build step sees this machine's wheel folders and CA bundle
 # pip settings that say where wheels come from, as this machine's pip resolves them -> Dockerfile build args
 PIP_SOURCES = {"index-url": "PIP_INDEX_URL", "extra-index-url": "PIP_EXTRA_INDEX_URL",
                "find-links": "PIP_FIND_LINKS", "cert": "PIP_CERT"}
@@ -84,7 +84,9 @@ def ensure_base(buildah: list[str]) -> None:
 
 
 def pip_sources() -> tuple[list[str], list[str]]:
-    """Build args and read-only mounts that give a build step this machine's wheel sources."""
+    """Build args and read-only mounts that give a build step this machine's wheel sources. Each local
+    folder and the CA bundle are mounted under BUILD_MOUNTS, where the build args point; buildah leaves
+    only their empty mount points there in the image."""
     listing = sh(sys.executable, "-m", "pip", "config", "list")
     settings = {}
     for line in listing.splitlines():  # `global.find-links='/opt/wheels'`; env vars (:env:) win
@@ -95,15 +97,34 @@ def pip_sources() -> tuple[list[str], list[str]]:
     args, mounts = [], set()
     for name, value in settings.items():
         if name == "cert":
-            mounts.add(f"{value}:{BUILD_CA}:ro")
-            value = BUILD_CA
-        for location in value.split() if name != "cert" else []:
-            path = Path(location.removeprefix("file://"))
-            if path.is_absolute():  # a local index's simple/ pages link to the files beside that folder
-                folder = path.parent if path.name == "simple" else path
-                mounts.add(f"{folder}:{folder}:ro")
+            mounts.add(f"{value}:{BUILD_MOUNTS}/ca.crt:ro")
+            value = f"{BUILD_MOUNTS}/ca.crt"
+        else:
+            locations = []
+            for location in value.split():
+                scheme = "file://" if location.startswith("file://") else ""
+                path = Path(location.removeprefix(scheme))
+                if path.is_absolute():  # a local index's simple/ pages link to the files beside that folder
+                    folder = path.parent if path.name == "simple" else path
+                    mounts.add(f"{folder}:{BUILD_MOUNTS}{folder}:ro")
+                    location = f"{scheme}{BUILD_MOUNTS}{path}"
+                locations.append(location)
+            value = " ".join(locations)
         args += ["--build-arg", f"{PIP_SOURCES[name]}={value}"]
     return args, [flag for mount in sorted(mounts) for flag in ("--volume", mount)]
+
+
+def check_no_build_settings(buildah: list[str], ctr: str) -> None:
+    """The machine's pip sources and CA bundle reached the build only as build args and mounts: the image's
+    environment names none of them and their mount points are left empty."""
+    env = json.loads(sh(*buildah, "inspect", "--format", "{{json .OCIv1.Config.Env}}", ctr))
+    assert not [e for e in env if e.startswith("PIP_")], f"pip settings in the image's environment: {env}"
+    rootfs = Path(sh(*buildah, "mount", ctr).strip())
+    try:
+        left = [p for p in (rootfs / BUILD_MOUNTS.lstrip("/")).rglob("*") if p.is_file() and p.stat().st_size]
+        assert not left, f"build-time mounts left content in the image: {left[:5]}"
+    finally:
+        sh(*buildah, "umount", ctr)
 
 
 def fresh_clone(invoker: int) -> Path:
@@ -217,6 +238,7 @@ def main() -> None:
     subprocess.run([*buildah, "rm", "mmrepro-image-test"], capture_output=True)  # a leftover of a killed run
     ctr = sh(*buildah, "from", "--name", "mmrepro-image-test", IMAGE).strip()
     try:
+        check_no_build_settings(buildah, ctr)
         started = time.monotonic()
         subprocess.run([*buildah, "run", "--isolation", "chroot", "--user", f"{IMAGE_UID}:{IMAGE_UID}",
                         "--volume", f"{clone}:/workspace", ctr, "--", *cmd], check=True, timeout=3600)
