@@ -83,11 +83,10 @@ def ensure_base(buildah: list[str]) -> None:
     print(f"base: {BASE} made with debootstrap in {time.monotonic() - started:.0f} s")
 
 
-def pip_sources() -> tuple[list[str], list[str]]:
-    """Build args and read-only mounts that give a build step this machine's wheel sources. Each local
-    folder and the CA bundle are mounted under BUILD_MOUNTS, where the build args point; buildah leaves
-    only their empty mount points there in the image."""
-    listing = sh(sys.executable, "-m", "pip", "config", "list")
+def pip_sources(listing: str) -> tuple[list[str], list[str]]:
+    """Build args and read-only mounts that give a build step this machine's wheel sources, from the
+    output of `pip config list`. Each local folder and the CA bundle are mounted under BUILD_MOUNTS,
+    where the build args point; buildah leaves only their empty mount points there in the image."""
     settings = {}
     for line in listing.splitlines():  # `global.find-links='/opt/wheels'`; env vars (:env:) win
         key, _, value = line.partition("=")
@@ -224,7 +223,7 @@ def main() -> None:
     ensure_base(buildah)
     clone = fresh_clone(invoker)
 
-    build_args, mounts = pip_sources()
+    build_args, mounts = pip_sources(sh(sys.executable, "-m", "pip", "config", "list"))
     started = time.monotonic()
     subprocess.run([*buildah, "bud", "--isolation", "chroot", "--layers", "--build-arg", f"BASE={BASE}",
                     *build_args, *mounts, "-t", IMAGE, str(clone)], check=True, timeout=3600)
