@@ -116,7 +116,7 @@ def pip_sources(listing: str) -> tuple[list[str], list[str]]:
 def check_no_build_settings(buildah: list[str], ctr: str) -> None:
     """The machine's pip sources and CA bundle reached the build only as build args and mounts: the image's
     environment names none of them and their mount points are left empty."""
-    env = json.loads(sh(*buildah, "inspect", "--format", "{{json .OCIv1.Config.Env}}", ctr))
+    env = json.loads(sh(*buildah, "inspect", ctr))["OCIv1"]["config"]["Env"]
     assert not [e for e in env if e.startswith("PIP_")], f"pip settings in the image's environment: {env}"
     rootfs = Path(sh(*buildah, "mount", ctr).strip())
     try:
@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--papers", nargs="+", help="run only these papers (default: params.yaml's run list)")
     parser.add_argument("--keep-clone", action="store_true", help=f"keep {WORK} for a look")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # our lines in order with buildah's, also into a log file
     if os.geteuid() != 0:
         sys.exit("image test: run as root (debootstrap and buildah's storage), e.g. sudo make image-test")
     invoker = int(os.environ.get("SUDO_UID", 0))
@@ -233,7 +234,7 @@ def main() -> None:
 
     papers = use_smoke_profile(clone, args.papers)
     before = set(clone.rglob("*"))
-    cmd = json.loads(sh(*buildah, "inspect", "--type", "image", "--format", "{{json .OCIv1.Config.Cmd}}", IMAGE))
+    cmd = json.loads(sh(*buildah, "inspect", "--type", "image", IMAGE))["OCIv1"]["config"]["Cmd"]
     subprocess.run([*buildah, "rm", "mmrepro-image-test"], capture_output=True)  # a leftover of a killed run
     ctr = sh(*buildah, "from", "--name", "mmrepro-image-test", IMAGE).strip()
     try:
