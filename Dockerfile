@@ -39,6 +39,9 @@ COPY requirements.lock /tmp/requirements.lock
 RUN python3.11 -m venv /opt/venv \
     && pip install --no-cache-dir pip==26.3 \
     && pip install --no-cache-dir -r /tmp/requirements.lock
+# pycocoevalcap's PTB tokenizer writes its temp files beside its jar, inside site-packages: let the
+# image's user write there (the image test found evaluate failing with PermissionError as uid 1000).
+RUN chown -R 1000:1000 /opt/venv/lib/python3.11/site-packages/pycocoevalcap/tokenizer
 
 WORKDIR /workspace
 COPY --chown=mmrepro:mmrepro . /workspace
