@@ -260,8 +260,8 @@ def main() -> None:
     rows, runs = check_report(clone, papers), check_mlflow(clone, papers)
     files, read_only = check_files_usable(clone, before, invoker)
     if read_only:
-        print(f"image test: {len(read_only)} of them read-only for a non-root uid {invoker} (as their writers "
-              f"made them), e.g. {', '.join(read_only[:5])}")
+        print(f"image test: {len(read_only)} of the {files} paths written give uid {invoker} no write access by "
+              f"ACL (their writers made them so), e.g. {', '.join(read_only[:3])}: a non-root invoker reads them only")
     print(f"image test: ok: `{' '.join(cmd)}` as uid {IMAGE_UID} on the smoke profile ({' '.join(papers)}) "
           f"in {run_s:.0f} s; {rows} report rows, {runs} MLflow runs, {files} files written, usable by uid {invoker}")
     print(f"image test: image size {size}, build {build_s:.0f} s, run {run_s:.0f} s (storage driver {driver})")
