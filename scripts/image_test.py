@@ -8,8 +8,8 @@ wherever this machine's pip takes them: its index settings are passed as build a
 wheel folders and CA bundle as read-only build-time mounts, so none of them ends up in the image.
 Then it runs the image's default command (`dvc repro`) as the image's non-root user on a fresh clone
 of this checkout (its committed HEAD, set to the smoke profile) mounted at /workspace, and checks the
-report rows and the MLflow store the run left in the mount, and that the invoking user can still use
-every file the container wrote. Prints the image size and the build and run times.
+report rows and the MLflow store the run left in the mount, and that the invoking user can still read
+every file the container wrote and use git and the store. Prints the image size and the build and run times.
 
     sudo .venv/bin/python scripts/image_test.py [--keep-clone]
 """
@@ -38,7 +38,8 @@ WORK = Path("/var/tmp/mmrepro-image-test")  # the clone mounted at /workspace (k
 IMAGE_UID = 1000  # the Dockerfile's USER
 # The papers run inside the image by default: the smoke pipeline of these two uses every system package
 # of the image (espeak-ng, flite and pocketsphinx-testdata for speech; Java, rsvg-convert and openclipart
-# for captions) within CI's time budget; `make test` already runs every paper's smoke on the host.
+# for captions) in about 5 minutes, where all nine take well over 10; `make test` already runs every
+# paper's smoke on the host.
 PAPERS = ["conformer", "attention_captioner"]
 BUILD_MOUNTS = "/run/mmrepro-build"  # where a build step sees this machine's wheel folders and CA bundle
 # pip settings that say where wheels come from, as this machine's pip resolves them -> Dockerfile build args
