@@ -38,7 +38,7 @@ WORK = Path("/var/tmp/mmrepro-image-test")  # the clone mounted at /workspace (k
 IMAGE_UID = 1000  # the Dockerfile's USER
 # The papers run inside the image by default: the smoke pipeline of these two uses every system package
 # of the image (espeak-ng, flite and pocketsphinx-testdata for speech; Java, rsvg-convert and openclipart
-# for captions) in about 5 minutes, where all nine take well over 10; `make test` already runs every
+# for captions) in about 5 minutes (all nine had not finished after 10 here); `make test` already runs every
 # paper's smoke on the host.
 PAPERS = ["conformer", "attention_captioner"]
 BUILD_MOUNTS = "/run/mmrepro-build"  # where a build step sees this machine's wheel folders and CA bundle
