@@ -1,13 +1,15 @@
 # mmrepro — the two commands of the README:
 #   make repro   set up (if needed), then `dvc repro` on the profile in params.yaml (default: cpu)
 #   make test    set up (if needed), then the whole test suite
+#   make image-test  (root) build the Dockerfile with buildah on a Debian 12 stand-in base and run the
+#                smoke pipeline inside the image (scripts/image_test.py; CI runs it after make test)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup system-deps repro test ui lint lock bench clean
+.PHONY: setup system-deps repro test image-test image-clean ui lint lock bench clean
 
 setup: $(STAMP) system-deps
 
@@ -29,6 +31,17 @@ repro: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+image-test: setup
+	@scripts/system_deps.sh --image-test
+	$(BIN)/python scripts/image_test.py
+
+# Drop what image-test keeps between runs: the cached base, the image and its dependency layer (GBs).
+image-clean:
+	-buildah rm mmrepro-image-test 2>/dev/null
+	-buildah rmi -f localhost/mmrepro:image-test localhost/mmrepro-base:bookworm
+	buildah rmi --prune
+	rm -rf /var/tmp/mmrepro-image-test
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

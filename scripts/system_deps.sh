@@ -6,8 +6,16 @@
 #   pocketsphinx-testdata real recordings: the out-of-domain speech test set
 #   librsvg2-bin          rsvg-convert, to rasterise the openclipart drawings
 #   openclipart-svg       the openclipart drawings (a real-world caption test set)
+# With --image-test, also the tools of `make image-test` (scripts/image_test.py), which CI runs:
+#   buildah               builds and runs the Dockerfile without a daemon
+#   debootstrap           makes the Debian 12 stand-in base image
+#   acl                   setfacl/getfacl: the image's user writes the mounted clone, the invoker keeps using it
 set -euo pipefail
 packages=(default-jre-headless espeak-ng flite pocketsphinx-testdata librsvg2-bin openclipart-svg)
+image_test_packages=(buildah debootstrap acl)
+if [ "${1:-}" = --image-test ]; then
+  packages+=("${image_test_packages[@]}")
+fi
 missing=()
 for pkg in "${packages[@]}"; do
   if [ "$pkg" = default-jre-headless ]; then
