@@ -93,6 +93,8 @@ def start_mlflow_server(store: Path) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
         [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{store / 'server.db'}", "--artifacts-destination", str(store / "art")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=stage_env())
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # no job runner: its ~8 huey consumer processes serve GenAI features, and cost CPU on a 2-core machine
+        env=stage_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
     wait_for_port(port, server, timeout_s=240)
     return server, f"http://127.0.0.1:{port}"
