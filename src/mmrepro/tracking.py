@@ -152,8 +152,9 @@ def log_dataset_inputs(info: Mapping[str, Any], data_path: Path, contexts: tuple
 
 
 def log_trained_model(model, name: str) -> str:
-    """The trained model as an MLflow PyTorch model of the active run; returns its URI
-    (`mlflow.pytorch.load_model(uri)` loads it back where mmrepro is importable). Pickled, not 'pt2':
+    """The trained model as an MLflow PyTorch model of the active run, moved to the CPU first (so that it
+    loads on any machine); returns its URI (`mlflow.pytorch.load_model(uri)` loads it back where mmrepro is
+    importable). Pickled, not 'pt2':
     pt2 traces forward with one example input, and our models' forward signatures differ per paper."""
     import logging
 
