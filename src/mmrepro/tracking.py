@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,14 +142,23 @@ def log_dataset_inputs(info: Mapping[str, Any], data_path: Path, contexts: tuple
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    source = resolve_dataset_source(data_path.resolve().as_uri())
+    with warnings.catch_warnings():  # a file URI matches two registered local sources; either is right
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(data_path.resolve().as_uri())
     for split, n_examples in info["splits"].items():
         if split_context(split) not in contexts:
             continue
         key = f"{info['dataset']}/{split}"
         fingerprint = info.get("identity", {}).get(key, {}).get("sha256") or info["fingerprint"]
         dataset = MetaDataset(source, name=key, digest=fingerprint[:32])  # MLflow keeps at most 36 chars
-        mlflow.log_input(dataset, context=split_context(split), tags={"split": split, "n_examples": str(n_examples)})
+        tags = {"split": split, "n_examples": str(n_examples)}
+        try:
+            mlflow.log_input(dataset, context=split_context(split), tags=tags)
+        except mlflow.exceptions.MlflowException:
+            # The store creates a dataset on first use by check-then-insert: two runs logging the same
+            # dataset at once (two queue workers) can collide on its unique key. Then it exists: link it.
+            time.sleep(1.0)
+            mlflow.log_input(dataset, context=split_context(split), tags=tags)
 
 
 def log_trained_model(model, name: str) -> str:
