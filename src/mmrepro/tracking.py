@@ -54,7 +54,14 @@ def experiment_id(name: str) -> str:
     artifact_location = None
     if uri.startswith("sqlite:"):  # local store: keep artifacts beside the database, not in ./mlruns
         artifact_location = (repo_root() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location, tags={EXPERIMENT_KIND: TRAINING_VIEW})
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location, tags={EXPERIMENT_KIND: TRAINING_VIEW})
+    except mlflow.exceptions.MlflowException:
+        # another process (a parallel queue worker) created it since the lookup above
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
