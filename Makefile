@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup system-deps repro test image-test image-clean ui lint lock bench clean
+.PHONY: setup system-deps repro push test image-test image-clean ui lint lock bench clean
 
 setup: $(STAMP) system-deps
 
@@ -28,6 +28,10 @@ system-deps:
 repro: setup
 	@git rev-parse --git-dir >/dev/null 2>&1 || git init -q
 	$(BIN)/dvc repro
+
+# Share the pipeline's outputs on the DVC remote (README, Sharing): commits dvc.lock first, then `dvc push`.
+push: setup
+	scripts/push.sh
 
 test: setup
 	$(BIN)/python -m pytest

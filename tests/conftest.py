@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,35 @@ def stage_env(**extra: str) -> dict[str, str]:
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@localhost"
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Until a server process listens on 127.0.0.1:port; fails if it exits or takes longer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server on port {port} exited with {process.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def start_mlflow_server(store: Path) -> tuple[subprocess.Popen, str]:
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend and artifacts under `store`); returns (process, URI)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{store / 'server.db'}", "--artifacts-destination", str(store / "art")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # no job runner: its ~8 huey consumer processes serve GenAI features, and cost CPU on a 2-core machine
+        env=stage_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
+    wait_for_port(port, server, timeout_s=240)
+    return server, f"http://127.0.0.1:{port}"

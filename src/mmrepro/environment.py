@@ -4,6 +4,7 @@ metric file, every MLflow run and above the comparison table."""
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -24,9 +25,19 @@ def _git(*args: str) -> str | None:
 
 def git_state() -> dict[str, str | bool]:
     sha = _git("rev-parse", "HEAD")
-    # dvc.lock changes while a pipeline runs, so it does not make the code dirty.
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *_not_code())
     return {"git_sha": sha or "unknown", "git_dirty": bool(status) if status is not None else True}
+
+
+def _not_code() -> list[str]:
+    """Pathspecs of files the pipeline's own tools rewrite, which therefore do not make the code dirty:
+    dvc.lock (written while the pipeline runs) and, inside `dvc exp run` (DVC sets DVC_EXP_NAME for its
+    stages), params.yaml, which the experiment's -S options rewrite; its values are the run's params and
+    DVC's experiment ref keeps the file."""
+    excluded = [":!dvc.lock"]
+    if os.environ.get("DVC_EXP_NAME"):
+        excluded.append(":!params.yaml")
+    return excluded
 
 
 def package_versions() -> dict[str, str]:

@@ -29,7 +29,8 @@ from mmrepro.environment import environment, fingerprint_dir, pick_device
 from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
-from mmrepro.tracking import MetricBuffer, log_params, metric_key, open_run, run_tags, tracking_uri
+from mmrepro.tracking import (MetricBuffer, copy_metrics, log_dataset_inputs, log_params, log_trained_model, metric_key,
+                              open_run, run_tags, start_child_run, tracking_uri)
 from mmrepro.train import CheckpointEvery, seed_everything, train_variant
 
 
@@ -178,6 +179,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                     log_params({"paper": name, "profile": params.profile, "seed": seed,
                                 "data_seed": params.data_seed, "variants": ",".join(paper.variants(cfg)),
                                 "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")})
+                    log_dataset_inputs(info, data_dir(name), ("training", "validation"))
                 buffer = MetricBuffer(run_id)
                 histories = {}
                 for variant in paper.variants(cfg):
@@ -193,9 +195,9 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                     (out / f"seed{seed}").mkdir(exist_ok=True)
                     weights = out / f"seed{seed}" / f"{variant}.pt"
                     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-                    mlflow.log_artifact(str(weights), artifact_path="model")
                     _write_curves(plots, variant, seed, history)
                     n_params = sum(p.numel() for p in model.parameters())
+                    log_trained_model(model, f"{variant}-seed{seed}")
                     mlflow.log_metric(metric_key(variant if variant != "main" else "", "n_parameters"), n_params)
                 png = plots / f"curves_seed{seed}.png"
                 _curve_png(png, f"{name} ({params.profile}, seed {seed})", histories)
@@ -238,6 +240,7 @@ def evaluate(params: Params, name: str) -> dict:
     paper.training_completed = all(t.get("completed", False) for t in trained.get("training", {}).values())
     device = pick_device()
     per_seed: dict[int, list[Result]] = {}
+    eval_runs: dict[int, str] = {}  # seed -> the MLflow run of this evaluation (a child of the training run)
     metrics_path = Path("reports/metrics") / f"{name}.json"
     with atomic_dir(Path("reports/eval") / name) as out:
         for seed in params.seeds:
@@ -254,13 +257,18 @@ def evaluate(params: Params, name: str) -> dict:
             with torch.no_grad():
                 results = paper.evaluate(models, cfg, data_dir(name), seed_out, seed)
             per_seed[seed] = results
-            with open_run(params.mlflow.experiment, run_id=runs[str(seed)],
-                          tags={"dvc_stage": "train+evaluate"}):
-                mlflow.log_metrics({
-                    metric_key("test", r.variant if r.variant != "main" else "", r.dataset, r.split, r.metric): r.value
-                    for r in results if r.value is not None
-                })
+            test_metrics = {
+                metric_key("test", r.variant if r.variant != "main" else "", r.dataset, r.split, r.metric): r.value
+                for r in results if r.value is not None
+            }
+            tags = run_tags("evaluate", {"paper": name, "profile": params.profile, "seed": str(seed)})
+            with start_child_run(params.mlflow.experiment, runs[str(seed)], f"{name}-{params.profile}-seed{seed}-evaluate",
+                                 tags) as eval_run:
+                log_dataset_inputs(info, data_dir(name), ("evaluation",))
+                mlflow.log_metrics(test_metrics)
                 mlflow.log_artifacts(str(seed_out), artifact_path="evaluation")
+                eval_runs[seed] = eval_run.info.run_id
+            copy_metrics(runs[str(seed)], test_metrics)  # beside the training run's params in the runs table
         env = environment()
         rows = _aggregate(per_seed)
         record = {
@@ -278,6 +286,5 @@ def evaluate(params: Params, name: str) -> dict:
         }
     write_json_atomic(metrics_path, record)
     for seed in params.seeds:
-        with open_run(params.mlflow.experiment, run_id=runs[str(seed)]):
-            mlflow.log_artifact(str(metrics_path), artifact_path="metrics")
+        mlflow.MlflowClient(tracking_uri()).log_artifact(eval_runs[seed], str(metrics_path), artifact_path="metrics")
     return record

@@ -1,15 +1,18 @@
 """MLflow in one place.
 
 Tracking URI: `MLFLOW_TRACKING_URI` when set (a tracking server), else an embedded SQLite file
-`sqlite:///<repo>/mlflow.db` with artifacts under `<repo>/mlartifacts`. One run per
-(paper, profile, seed) spans the train and evaluate stages: train writes the run ids into its
-output (`artifacts/<paper>/runs.json`) and evaluate reopens those runs.
+`sqlite:///<repo>/mlflow.db` with artifacts under `<repo>/mlartifacts` (<repo>: the repository DVC runs
+in, also for queued experiments, which run in temporary copies). One training run per
+(paper, profile, seed): train writes the run ids into its output (`artifacts/<paper>/runs.json`);
+evaluate starts a child run of each (`mlflow.parentRunId`) so that the training run's duration is the
+training's, and copies the test metrics onto the training run for comparison in the runs table.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +27,21 @@ if TYPE_CHECKING:
 # that never log (locate, prepare) should not pay at start-up.
 
 _BATCH = 500  # MLflow's log_batch limit is 1000 metrics; stay well below it
+# MLflow's own tag names (mlflow.utils.mlflow_tags), spelled out so that this module loads without mlflow
+MLFLOW_GIT_COMMIT, MLFLOW_GIT_DIRTY = "mlflow.source.git.commit", "mlflow.source.git.dirty"
+MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE = "mlflow.parentRunId", "mlflow.note.content"
+# MLflow 3's UI opens an experiment in the view this tag names; without it, it may pick the GenAI view.
+EXPERIMENT_KIND, TRAINING_VIEW = "mlflow.experimentKind", "custom_model_development"
+
+
+def repo_root() -> Path:
+    """The repository the pipeline belongs to: DVC_ROOT, which `dvc exp run --queue` sets to the user's
+    repository while its stages run in a temporary copy (whose files are deleted afterwards), else cwd."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
 def experiment_id(name: str) -> str:
@@ -40,11 +54,20 @@ def experiment_id(name: str) -> str:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND) != TRAINING_VIEW:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, TRAINING_VIEW)
         return exp.experiment_id
     artifact_location = None
     if uri.startswith("sqlite:"):  # local store: keep artifacts beside the database, not in ./mlruns
-        artifact_location = (Path.cwd().resolve() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+        artifact_location = (repo_root() / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location, tags={EXPERIMENT_KIND: TRAINING_VIEW})
+    except mlflow.exceptions.MlflowException:
+        # another process (a parallel queue worker) created it since the lookup above
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -62,15 +85,31 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 def run_tags(stage: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = environment()
     tags = {
-        "git_sha": env["git_sha"],
-        "git_dirty": str(env["git_dirty"]).lower(),
+        **source_tags(env),
         "dvc_stage": stage,
         "python": env["python"],
         "device": env["device"],
         "cuda": env["cuda"],
     }
     tags.update({f"pkg.{k}": v for k, v in env["packages"].items()})
+    tags.update(dvc_experiment_tags())
     tags.update(extra or {})
+    return tags
+
+
+def source_tags(env: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow's own source tags (the UI shows them as the run's commit); MLflow sets the commit itself only
+    for a new run whose script it can trace to git, and never the dirty flag."""
+    return {MLFLOW_GIT_COMMIT: env["git_sha"], MLFLOW_GIT_DIRTY: str(env["git_dirty"]).lower()}
+
+
+def dvc_experiment_tags() -> dict[str, str]:
+    """The DVC experiment a run belongs to, from what `dvc exp run` puts in its stages' environment."""
+    tags = {}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc_exp_baseline"] = os.environ["DVC_EXP_BASELINE_REV"]
     return tags
 
 
@@ -86,6 +125,103 @@ def open_run(
         if tags:
             mlflow.set_tags(dict(tags))
         yield run
+
+
+def start_child_run(experiment: str, parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> mlflow.ActiveRun:
+    """A new run shown under `parent_run_id` in the UI (the evaluation of a training run); a context manager."""
+    import mlflow
+
+    return mlflow.start_run(run_name=run_name, experiment_id=experiment_id(experiment),
+                            tags={**tags, MLFLOW_PARENT_RUN_ID: parent_run_id, "train_run_id": parent_run_id})
+
+
+def copy_metrics(run_id: str, metrics: Mapping[str, float]) -> None:
+    """Log metrics onto a finished run without reopening it (reopening would move its end time)."""
+    import mlflow
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow.get_tracking_uri())
+    now = int(time.time() * 1000)
+    items = [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in metrics.items()]
+    for start in range(0, len(items), _BATCH):
+        client.log_batch(run_id, metrics=items[start : start + _BATCH])
+
+
+def split_context(split: str) -> str:
+    """What a split is used for, as MLflow's dataset context: training and validation splits are read by
+    the train stage, every other split (test, heldout, ...) only by evaluate."""
+    if split.startswith("train"):
+        return "training"
+    return "validation" if split.startswith(("val", "dev")) else "evaluation"
+
+
+def log_dataset_inputs(info: Mapping[str, Any], data_path: Path, contexts: tuple[str, ...]) -> None:
+    """The prepared splits used in `contexts` as MLflow dataset inputs of the active run (the run page's
+    "Datasets used"): name `<dataset>/<split>`, digest the split's content fingerprint where prepare
+    recorded one, else the prepared data's."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # a file URI matches two registered local sources; either is right
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(data_path.resolve().as_uri())
+    for split, n_examples in info["splits"].items():
+        if split_context(split) not in contexts:
+            continue
+        key = f"{info['dataset']}/{split}"
+        fingerprint = info.get("identity", {}).get(key, {}).get("sha256") or info["fingerprint"]
+        dataset = MetaDataset(source, name=key, digest=fingerprint[:32])  # MLflow keeps at most 36 chars
+        tags = {"split": split, "n_examples": str(n_examples)}
+        try:
+            mlflow.log_input(dataset, context=split_context(split), tags=tags)
+        except mlflow.exceptions.MlflowException:
+            # The store creates a dataset on first use by check-then-insert: two runs logging the same
+            # dataset at once (two queue workers) can collide on its unique key. Then it exists: link it.
+            time.sleep(1.0)
+            mlflow.log_input(dataset, context=split_context(split), tags=tags)
+
+
+def log_trained_model(model, name: str) -> str:
+    """The trained model as an MLflow PyTorch model of the active run, moved to the CPU first (so that it
+    loads on any machine); returns its URI (`mlflow.pytorch.load_model(uri)` loads it back where mmrepro is
+    importable). Pickled, not 'pt2':
+    pt2 traces forward with one example input, and our models' forward signatures differ per paper."""
+    import logging
+
+    import mlflow.pytorch
+    import torch
+
+    pytorch_logger = logging.getLogger("mlflow.pytorch")
+    level = pytorch_logger.level
+    pytorch_logger.setLevel(logging.ERROR)  # its pickle warning on every run: the choice is deliberate (above)
+    try:
+        info = mlflow.pytorch.log_model(model.to("cpu"), name=name, serialization_format="pickle",
+                                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    finally:
+        pytorch_logger.setLevel(level)
+    return info.model_uri
+
+
+def link_runs(runs: Mapping[str, Mapping[str, str]]) -> None:
+    """Link the active (report) run to the runs it summarises: a `runs.<paper>` tag with their ids and a
+    note listing them, as links when the tracking URI is a server."""
+    import mlflow
+
+    uri = tracking_uri()
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+    # the paper runs are in the report run's experiment (same name, same store); not looked up, so that a
+    # report built from metrics pulled from elsewhere still works
+    exp_id = mlflow.active_run().info.experiment_id
+    lines = ["Runs summarised by this report:", ""]
+    for paper, by_seed in runs.items():
+        mlflow.set_tag(f"runs.{paper}", ",".join(by_seed.values()))
+        for seed, run_id in by_seed.items():
+            target = f"{server}/#/experiments/{exp_id}/runs/{run_id}" if server else None
+            label = f"{paper} seed {seed}: {run_id}"
+            lines.append(f"- [{label}]({target})" if target else f"- {label}")
+    mlflow.set_tag(MLFLOW_RUN_NOTE, "\n".join(lines))
 
 
 def log_params(params: Mapping[str, Any]) -> None:

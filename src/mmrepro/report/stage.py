@@ -15,7 +15,7 @@ from mmrepro.papers import get_paper
 from mmrepro.report.comparison import compare, recipe_check
 from mmrepro.report.references import References, load_references
 from mmrepro.report.render import environment_block, write_reports
-from mmrepro.tracking import open_run, run_tags, tracking_uri
+from mmrepro.tracking import link_runs, open_run, run_tags, tracking_uri
 
 
 def paper_recipe(name: str, refs: References) -> dict | None:
@@ -28,12 +28,14 @@ def paper_recipe(name: str, refs: References) -> dict | None:
 
 def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, Path]:
     rows, notes = [], []
+    paper_runs: dict[str, dict[str, str]] = {}  # paper -> {seed: MLflow training run id}, linked from the report run
     identities = load_identities()
     for name in selected_papers(params):
         path = Path("reports/metrics") / f"{name}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: run `dvc repro evaluate@{name}` first")
         metrics = json.loads(path.read_text())
+        paper_runs[name] = metrics.get("mlflow_runs", {})
         if metrics["profile"] != params.profile:
             raise ValueError(f"{path} is from profile {metrics['profile']!r}, params say {params.profile!r}")
         refs = load_references(name)
@@ -52,5 +54,6 @@ def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, P
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="report")
         mlflow.log_param("papers", ",".join(selected_papers(params)))
+        link_runs(paper_runs)
     print(f"wrote {', '.join(str(p) for p in paths.values())} ({len(rows)} rows)")
     return paths
