@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from mmrepro.config import Params, ParamsError, load_params
 from mmrepro.datasets import DatasetError
+from mmrepro.papers import REGISTRY
 
 
 def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: int = 1) -> None:
@@ -20,6 +21,8 @@ def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: i
     try:
         params = load_params("params.yaml")
         if args and args[0] not in params.papers:
+            if args[0] not in REGISTRY:
+                raise ParamsError(f"{args[0]}: unknown paper (known: {', '.join(sorted(REGISTRY))})")
             raise ParamsError(f"papers.{args[0]}: not in params.yaml (have: {', '.join(params.papers)})")
         body(params, args)
     except ParamsError as exc:

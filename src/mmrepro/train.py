@@ -5,7 +5,8 @@ else CPU, builds the recipe's optimizer and LR schedule (`TrainConfig`, per vari
 gradients over `accumulation` micro-batches per optimizer step, shows tqdm progress, logs the loss of
 every optimizer step and per-epoch validation metrics to MLflow, and checkpoints every epoch.
 A checkpoint resumes training only when it was written for the same config fingerprint (paper,
-variant, seed, resolved config, data); anything else starts from scratch. Each epoch reseeds from
+variant, seed, resolved config, verified data and code: the fingerprint passed in folds the code hash
+in); anything else starts from scratch, and an unloadable file is set aside (mmrepro.checkpoint). Each epoch reseeds from
 (seed, epoch), so a resumed run follows the same batches as an uninterrupted one.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmrepro.checkpoint import load_resumable
 from mmrepro.papers.base import Paper, TrainConfig
 from mmrepro.tracking import MetricBuffer, metric_key
 
@@ -149,20 +151,17 @@ def train_variant(
     history = TrainHistory()
     start_epoch, step, micro = 0, 0, 0
 
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start_epoch, step, micro = int(state["epoch"]), int(state["step"]), int(state.get("micro", 0))
-            history.losses = [(int(s), float(v)) for s, v in state["losses"].tolist()]
-            history.validation = json.loads(state["validation"])
-            history.capped = bool(state.get("capped", False))
-            history.resumed_from_epoch = start_epoch
-            print(f"[{paper.name}/{variant}] resuming from epoch {start_epoch} ({checkpoint_path})")
-        else:
-            print(f"[{paper.name}/{variant}] checkpoint {checkpoint_path} is for another config; starting fresh")
+    state = load_resumable(checkpoint_path, fingerprint, device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step, micro = int(state["epoch"]), int(state["step"]), int(state.get("micro", 0))
+        history.losses = [(int(s), float(v)) for s, v in state["losses"].tolist()]
+        history.validation = json.loads(state["validation"])
+        history.capped = bool(state.get("capped", False))
+        history.resumed_from_epoch = start_epoch
+        print(f"[{paper.name}/{variant}] resuming from epoch {start_epoch} ({checkpoint_path})")
 
     use_bf16 = device.type == "cuda" and cfg.precision == "bf16"
     prefix = "" if variant == "main" else variant
