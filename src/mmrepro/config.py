@@ -94,6 +94,9 @@ class MlflowParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     experiment: str = Field(min_length=1, description="MLflow experiment name")
+    # the tracking client's budget per call ($MLFLOW_HTTP_REQUEST_TIMEOUT / _MAX_RETRIES override these)
+    timeout_s: int = Field(default=10, gt=0, le=600, description="seconds per tracking-server request")
+    retries: int = Field(default=2, ge=0, le=10, description="retries of a failed tracking-server request")
     # The tracking URI is not a param: it comes from MLFLOW_TRACKING_URI or defaults to
     # sqlite:///<repo>/mlflow.db, so that changing servers never invalidates DVC's cache.
 

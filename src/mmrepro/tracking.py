@@ -9,6 +9,7 @@ output (`artifacts/<paper>/runs.json`) and evaluate reopens those runs.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +23,27 @@ from mlflow.tracking import MlflowClient
 from mmrepro.environment import environment
 
 _BATCH = 500  # MLflow's log_batch limit is 1000 metrics; stay well below it
+# The tracking client's budget per call: MLflow's defaults (120 s timeout, 7 retries with backoff 2) spend
+# ~4 minutes on each call to an unreachable server. Ours: seconds. Each can be set in the environment
+# under MLflow's own name; mlflow.timeout_s / mlflow.retries in params.yaml are the defaults otherwise.
+CLIENT_BUDGET = {"MLFLOW_HTTP_REQUEST_TIMEOUT": 10, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 2,
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1, "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": 0.5}
+
+
+def set_client_budget(timeout_s: int | None = None, retries: int | None = None) -> None:
+    """Bound every tracking-client call (before the first one; an explicit environment value wins)."""
+    chosen = {**CLIENT_BUDGET, **({"MLFLOW_HTTP_REQUEST_TIMEOUT": timeout_s} if timeout_s else {}),
+              **({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": retries} if retries is not None else {})}
+    for name, value in chosen.items():
+        os.environ.setdefault(name, str(value))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The last line of the innermost cause: 'Connection refused', 'database is locked', ..."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text[-200:]}"
 
 
 def tracking_uri() -> str:
@@ -73,12 +95,31 @@ def run_tags(stage: str, extra: Mapping[str, str] | None = None) -> dict[str, st
 def open_run(
     experiment: str, run_name: str | None = None, run_id: str | None = None, tags: Mapping[str, str] | None = None
 ) -> Iterator[mlflow.ActiveRun]:
-    """Start a new run (run_name) or reopen an existing one (run_id); the run is FAILED if the body raises."""
+    """Start a new run (run_name) or reopen an existing one (run_id); the run is FAILED if the body raises.
+    The run is tagged with this process (host, pid) so that a later stage can close it if it crashed."""
     exp_id = experiment_id(experiment)
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, experiment_id=exp_id) as run:
-        if tags:
-            mlflow.set_tags(dict(tags))
+        mlflow.set_tags({**(tags or {}), "mmrepro.host": socket.gethostname(), "mmrepro.pid": str(os.getpid())})
         yield run
+
+
+def close_crashed_runs(experiment: str, paper: str, keep: str | None = None) -> list[str]:
+    """Mark FAILED the RUNNING runs of `paper` whose process (on this host) is gone, except `keep` (a run
+    that is being continued). Runs of other hosts and of live processes (parallel workers) are left."""
+    from mmrepro.provenance import pid_alive
+
+    client = MlflowClient(tracking_uri())
+    closed = []
+    for run in client.search_runs([experiment_id(experiment)], f"tags.paper = '{paper}' and attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        if run.info.run_id == keep or tags.get("mmrepro.host") != socket.gethostname():
+            continue
+        if not tags.get("mmrepro.pid", "").isdigit() or not pid_alive(int(tags["mmrepro.pid"])):
+            client.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    if closed:
+        print(f"[{paper}] closed as FAILED the runs of crashed attempts: {', '.join(closed)}")
+    return closed
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -90,18 +131,28 @@ def log_params(params: Mapping[str, Any]) -> None:
 class MetricBuffer:
     """Per-step metrics, flushed in batches: one SQLite transaction per step would dominate a CPU run."""
 
-    def __init__(self, run_id: str, flush_every: int = 50):
+    def __init__(self, run_id: str, flush_every: int = 50, continued: bool = False):
         self.client = MlflowClient(mlflow.get_tracking_uri())
         self.run_id = run_id
         self.flush_every = flush_every
         self.pending: list[Metric] = []
+        # a continued run (resume after a crash, a replay) may already hold some points: skip those
+        self.logged: dict[str, set[tuple[int, float]]] | None = {} if continued else None
 
     def log(self, key: str, value: float, step: int) -> None:
         self.pending.append(Metric(key=key, value=float(value), timestamp=int(time.time() * 1000), step=step))
         if len(self.pending) >= self.flush_every:
             self.flush()
 
+    def _new(self, metric: Metric) -> bool:
+        if self.logged is None:
+            return True
+        if metric.key not in self.logged:
+            self.logged[metric.key] = {(m.step, m.value) for m in self.client.get_metric_history(self.run_id, metric.key)}
+        return (metric.step, metric.value) not in self.logged[metric.key]
+
     def flush(self) -> None:
+        self.pending = [m for m in self.pending if self._new(m)]
         for start in range(0, len(self.pending), _BATCH):
             self.client.log_batch(self.run_id, metrics=self.pending[start : start + _BATCH])
         self.pending = []
