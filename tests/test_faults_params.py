@@ -88,3 +88,16 @@ def test_stage_exit_2_one_line_nothing_written(tmp_path, args, expected):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith(expected), proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_benchmark_on_a_missing_cuda_device_is_one_line(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("efficiency", REPO / "benchmarks" / "efficiency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as info:
+        module.main(["--device", "cuda"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "--device cuda: no CUDA device on this machine; use --device cpu\n"

@@ -39,7 +39,7 @@ CASES = {
     "missing top-level key": (lambda r: r.pop("seeds"), "seeds: missing key"),
     "unknown config key": (lambda r: r["papers"]["starcapnet"]["cpu"].__setitem__("lerning_rate", 1),
                            "papers.starcapnet.cpu.lerning_rate: Extra inputs are not permitted"),
-    "negative seed": (lambda r: r.__setitem__("seeds", [0, -1]), "seeds: Value error, seeds must be >= 0"),
+    "negative seed": (lambda r: r.__setitem__("seeds", [0, -1]), "seeds: Value error, seeds must be in [0, 4294967295]"),
     "duplicate seeds": (lambda r: r.__setitem__("seeds", [1, 1]), "seeds: Value error, seeds must be distinct"),
 }
 
