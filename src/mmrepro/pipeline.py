@@ -31,10 +31,11 @@ from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
 from mmrepro.provenance import code_hash, data_fingerprint, run_fingerprint, verify_data, write_manifest
-from mmrepro.publish import display_uri, publish_evaluation, tracking_failure
+from mmrepro.publish import publish_evaluation, tracking_failure
 from mmrepro.tracking import (
     MetricBuffer,
     close_crashed_runs,
+    display_uri,
     log_params,
     metric_key,
     open_run,

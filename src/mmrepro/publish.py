@@ -27,6 +27,7 @@ from mmrepro.tracking import (
     MetricBuffer,
     close_crashed_runs,
     describe_failure,
+    display_uri,
     experiment_id,
     log_params,
     metric_key,
@@ -36,13 +37,6 @@ from mmrepro.tracking import (
 )
 
 TRACKING_ERRORS = (MlflowException, requests.exceptions.RequestException, sqlalchemy.exc.SQLAlchemyError)
-
-
-def display_uri() -> str:
-    """The tracking URI as recorded in outputs: the default local store without this checkout's path."""
-    uri = tracking_uri()
-    local = f"sqlite:///{Path.cwd().resolve()}/"
-    return "sqlite:///<repo>/" + uri[len(local):] if uri.startswith(local) else uri
 
 
 @contextmanager

@@ -50,6 +50,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
+def display_uri() -> str:
+    """The tracking URI as recorded in outputs: the default local store without this checkout's path."""
+    uri = tracking_uri()
+    local = f"sqlite:///{Path.cwd().resolve()}/"
+    return "sqlite:///<repo>/" + uri[len(local):] if uri.startswith(local) else uri
+
+
 def experiment_id(name: str) -> str:
     """Point MLflow at our store and return the experiment's id, creating it if needed."""
     uri = tracking_uri()
