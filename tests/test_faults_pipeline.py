@@ -129,7 +129,18 @@ def test_unreachable_tracking_server_fails_fast_with_one_line_and_keeps_results(
     assert _runs(repo) == {run_id: "FINISHED"}
 
 
-def test_evaluation_against_another_store_creates_a_run_there(repo, tmp_path):
+def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_path):
+    # read-only (SQLite's own mode=ro: permissions do not stop root): the run cannot be reopened
+    metrics = repo / "reports/metrics" / f"{PAPER}.json"
+    metrics.unlink()
+    uri = f"sqlite:///file:{repo / 'mlflow.db'}?mode=ro&uri=true"
+    proc = _stage(repo, "evaluate", MLFLOW_TRACKING_URI=uri)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert _last_line(proc) == (
+        f"mlflow: logging to {uri} failed (OperationalError: attempt to write a readonly database); results kept in "
+        f"reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: python -m mmrepro.replay {PAPER}")
+    assert metrics.is_file()
+
     uri = f"sqlite:///{tmp_path / 'other.db'}"
     _ok(_stage(repo, "evaluate", MLFLOW_TRACKING_URI=uri))
     client = MlflowClient(uri)
@@ -241,16 +252,25 @@ def test_sigkill_then_rerun_continues_the_run_without_duplicates(repo):
     assert steps == list(range(24))  # 3 epochs x 8 steps, each once
     assert not list(repo.glob("**/*.tmp"))
 
-    # a crash of one config, then another config: the crashed run is closed as FAILED
-    _set_config(repo, epochs=3, lr=0.001)
-    _kill_after_first_epoch(repo)
-    crashed = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
-    assert crashed != run_id and _runs(repo)[crashed] == "RUNNING"
-    _set_config(repo)
-    out = _ok(_stage(repo, "train"))
-    assert f"closed as FAILED the runs of crashed attempts: {crashed}" in out
-    assert _runs(repo)[crashed] == "FAILED"
-    assert "RUNNING" not in _runs(repo).values()
+    # a crash of one config, then the config before it: the crashed run is closed as FAILED by the next
+    # train (or, when DVC restores train and evaluate from its run-cache, by the validate stage that runs
+    # first after any params change)
+    for closer in ("train", "validate"):
+        _set_config(repo, epochs=3, lr=0.001 if closer == "train" else 0.0015)
+        _kill_after_first_epoch(repo)
+        crashed = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
+        assert crashed != run_id and _runs(repo)[crashed] == "RUNNING"
+        _set_config(repo)
+        if closer == "train":
+            out = _ok(_stage(repo, "train"))
+            assert f"[{PAPER}] closed as FAILED the runs of crashed attempts: {crashed}" in out
+        else:
+            proc = subprocess.run([sys.executable, "stages/validate.py"], cwd=repo, capture_output=True, text=True,
+                                  env=stage_env(OMP_NUM_THREADS="1"))
+            assert _ok(proc).strip().splitlines()[-1] == f"[all papers] closed as FAILED the runs of crashed attempts: {crashed}"
+            assert (repo / "data/params.valid").read_text() == "params.yaml: valid\n"
+        assert _runs(repo)[crashed] == "FAILED"
+        assert "RUNNING" not in _runs(repo).values()
 
 
 def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):

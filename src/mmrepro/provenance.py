@@ -108,7 +108,7 @@ def verify_data(root: Path, paper: str) -> str:
             raise DataIntegrityError(f"{file}: missing (listed in {path}); {rerun}")
         st = file.stat()
         if st.st_size != entry["bytes"]:
-            raise DataIntegrityError(f"{file}: {st.st_size} bytes, the prepare manifest says {entry['bytes']} "
+            raise DataIntegrityError(f"{file}: {st.st_size} bytes, the prepare manifest says {entry['bytes']} bytes "
                                      f"(truncated or replaced); {rerun}")
         key = [st.st_size, st.st_mtime_ns, entry["sha256"]]
         if cache.get(rel) != key:  # changed since the last verification (or never verified): hash it

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,7 @@ from mmrepro.tracking import (
     metric_key,
     open_run,
     run_tags,
+    set_client_budget,
     tracking_uri,
 )
 
@@ -119,3 +122,16 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
             mlflow.log_artifact(str(metrics_path), artifact_path="metrics")
             logged[key] = run.info.run_id
     return logged
+
+
+def close_runs_of_crashed_stages(params: Params) -> None:
+    """Best effort, for the validate stage: a store that does not exist yet has no runs to close, and
+    one that fails is reported in one line without failing validation (the next train/evaluate retries)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not Path("mlflow.db").is_file():
+        return
+    set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
+    try:
+        close_crashed_runs(params.mlflow.experiment)
+    except TRACKING_ERRORS as exc:
+        print(f"warning: could not check {display_uri()} for runs of crashed stages ({describe_failure(exc)})",
+              file=sys.stderr)

@@ -8,6 +8,7 @@ output (`artifacts/<paper>/runs.json`) and evaluate reopens those runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -28,6 +29,11 @@ _BATCH = 500  # MLflow's log_batch limit is 1000 metrics; stay well below it
 # under MLflow's own name; mlflow.timeout_s / mlflow.retries in params.yaml are the defaults otherwise.
 CLIENT_BUDGET = {"MLFLOW_HTTP_REQUEST_TIMEOUT": 10, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 2,
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1, "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": 0.5}
+
+
+# MLflow's SQL store logs every database error with a full traceback before raising it; the stages report
+# each failure themselves, in one line (mmrepro.publish.tracking_failure).
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def set_client_budget(timeout_s: int | None = None, retries: int | None = None) -> None:
@@ -110,22 +116,24 @@ def open_run(
         yield run
 
 
-def close_crashed_runs(experiment: str, paper: str, keep: str | None = None) -> list[str]:
-    """Mark FAILED the RUNNING runs of `paper` whose process (on this host) is gone, except `keep` (a run
-    that is being continued). Runs of other hosts and of live processes (parallel workers) are left."""
+def close_crashed_runs(experiment: str, paper: str | None = None, keep: str | None = None) -> list[str]:
+    """Mark FAILED the RUNNING runs of `paper` (None: of any paper) whose process (on this host) is gone,
+    except `keep` (a run that is being continued). Runs of other hosts and of live processes (parallel
+    workers) are left alone."""
     from mmrepro.provenance import pid_alive
 
     client = MlflowClient(tracking_uri())
     closed = []
-    for run in client.search_runs([experiment_id(experiment)], f"tags.paper = '{paper}' and attributes.status = 'RUNNING'"):
+    query = "attributes.status = 'RUNNING'" + (f" and tags.paper = '{paper}'" if paper else "")
+    for run in client.search_runs([experiment_id(experiment)], query):
         tags = run.data.tags
-        if run.info.run_id == keep or tags.get("mmrepro.host") != socket.gethostname():
+        if run.info.run_id == keep or "paper" not in tags or tags.get("mmrepro.host") != socket.gethostname():
             continue
         if not tags.get("mmrepro.pid", "").isdigit() or not pid_alive(int(tags["mmrepro.pid"])):
             client.set_terminated(run.info.run_id, "FAILED")
             closed.append(run.info.run_id)
     if closed:
-        print(f"[{paper}] closed as FAILED the runs of crashed attempts: {', '.join(closed)}")
+        print(f"[{paper or 'all papers'}] closed as FAILED the runs of crashed attempts: {', '.join(closed)}")
     return closed
 
 
