@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,7 +33,9 @@ def load_resumable(path: Path, fingerprint: str, device: torch.device) -> dict |
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign pickle also quote weights_only
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to load is the same verdict: not usable
         # the first line of torch's message without its weights_only advice
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
