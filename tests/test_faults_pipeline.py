@@ -196,8 +196,8 @@ def test_tampered_checkpoint_is_set_aside_and_training_starts_fresh(repo):
     bad = sorted(ckpt.parent.glob("main.pt.bad-*"))
     assert len(bad) == 1 and ckpt.is_file() and not (repo / "PWNED").exists()
     warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: checkpoint")]
-    assert warning == [f"warning: checkpoint checkpoints/{PAPER}/seed0/main.pt cannot be loaded safely (holds objects "
-                       f"other than tensors (not a safe checkpoint)); moved to {bad[0].name}, training starts fresh"]
+    assert warning == [f"warning: checkpoint checkpoints/{PAPER}/seed0/main.pt cannot be loaded safely (not tensors "
+                       f"only: Unsupported operand 149); moved to {bad[0].name}, training starts fresh"]
     assert "weights_only" not in out and "resuming" not in out
 
 

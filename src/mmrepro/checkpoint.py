@@ -25,6 +25,15 @@ def _set_aside(path: Path, why: str) -> None:
     print(f"warning: checkpoint {path} {why}; moved to {bad.name}, training starts fresh", file=sys.stderr)
 
 
+def _reason(exc: Exception) -> str:
+    """torch's error in a few words, without its advice to retry with weights_only=False."""
+    text = " ".join(str(exc).split())
+    if "WeightsUnpickler error:" in text:  # the safe unpickler refused something: say what, not the advice
+        refused = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0].strip()
+        return f"not tensors only: {refused}"
+    return text.split(". ", 1)[0].rstrip(".")[:160] or exc.__class__.__name__
+
+
 def load_resumable(path: Path, fingerprint: str, device: torch.device) -> dict | None:
     """The checkpoint's state when it is safe and written for `fingerprint`; else None.
 
@@ -37,11 +46,7 @@ def load_resumable(path: Path, fingerprint: str, device: torch.device) -> dict |
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to load is the same verdict: not usable
-        # the first line of torch's message without its weights_only advice
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        if "weights_only" in reason or "Weights only load failed" in reason:
-            reason = "holds objects other than tensors (not a safe checkpoint)"
-        _set_aside(path, f"cannot be loaded safely ({reason[:160]})")
+        _set_aside(path, f"cannot be loaded safely ({_reason(exc)})")
         return None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
         _set_aside(path, "is not a training checkpoint of this project")
