@@ -24,6 +24,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mmrepro.config import load_params
+from mmrepro.pipeline import verified_inputs
+from mmrepro.provenance import DataIntegrityError
 from mmrepro.publish import publish_evaluation
 
 from .conftest import VENV_BIN, copy_repo, stage_env
@@ -129,7 +131,7 @@ def test_unreachable_tracking_server_fails_fast_with_one_line_and_keeps_results(
     assert _runs(repo) == {run_id: "FINISHED"}
 
 
-def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_path):
+def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_path, monkeypatch):
     # read-only (SQLite's own mode=ro: permissions do not stop root): the run cannot be reopened
     metrics = repo / "reports/metrics" / f"{PAPER}.json"
     metrics.unlink()
@@ -141,8 +143,12 @@ def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_pa
         f"reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: python -m mmrepro.replay {PAPER}")
     assert metrics.is_file()
 
+    # another store: the evaluation's logging (mmrepro.publish, run in this process to save a start-up)
+    # creates the run there, with the training's params and curves
     uri = f"sqlite:///{tmp_path / 'other.db'}"
-    _ok(_stage(repo, "evaluate", MLFLOW_TRACKING_URI=uri))
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    publish_evaluation(load_params("params.yaml"), PAPER)
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("mmrepro").experiment_id])
     trained = json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())
@@ -153,7 +159,7 @@ def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_pa
     assert "test/counting-dots/test/cider_d" in run.data.metrics
 
 
-def test_corrupted_and_truncated_prepared_files_stop_with_one_line(repo, tmp_path):
+def test_corrupted_and_truncated_prepared_files_stop_with_one_line(repo, tmp_path, monkeypatch):
     data = repo / "data" / PAPER
     backup = tmp_path / "data"
     shutil.copytree(data, backup, copy_function=shutil.copy2)
@@ -170,11 +176,16 @@ def test_corrupted_and_truncated_prepared_files_stop_with_one_line(repo, tmp_pat
         shutil.copy2(backup / "test.npz", images)
         train = data / "train.npz"
         train.write_bytes(train.read_bytes()[:1000])  # truncated, with an old checkpoint still there
-        proc = _stage(repo, "train")
-        assert proc.returncode == 1
-        assert proc.stderr.strip().splitlines() == [
-            f"data: data/{PAPER}/train.npz: 1000 bytes, the prepare manifest says {(backup / 'train.npz').stat().st_size}"
-            f" bytes (truncated or replaced); rerun prepare: dvc repro -f prepare@{PAPER}"]
+        monkeypatch.chdir(repo)  # the train stage's check (in this process, to save a start-up)
+        with pytest.raises(DataIntegrityError) as info:
+            verified_inputs(PAPER)
+        assert str(info.value) == (
+            f"data/{PAPER}/train.npz: 1000 bytes, the prepare manifest says {(backup / 'train.npz').stat().st_size}"
+            f" bytes (truncated or replaced); rerun prepare: dvc repro -f prepare@{PAPER}")
+        (data / "extra.npz").write_bytes(b"")
+        shutil.copy2(backup / "train.npz", train)
+        with pytest.raises(DataIntegrityError, match=rf"^data/{PAPER}/extra.npz: not in the prepare manifest"):
+            verified_inputs(PAPER)
     finally:
         shutil.rmtree(data)
         shutil.copytree(backup, data, copy_function=shutil.copy2)
@@ -252,25 +263,21 @@ def test_sigkill_then_rerun_continues_the_run_without_duplicates(repo):
     assert steps == list(range(24))  # 3 epochs x 8 steps, each once
     assert not list(repo.glob("**/*.tmp"))
 
-    # a crash of one config, then the config before it: the crashed run is closed as FAILED by the next
-    # train (or, when DVC restores train and evaluate from its run-cache, by the validate stage that runs
-    # first after any params change)
-    for closer in ("train", "validate"):
-        _set_config(repo, epochs=3, lr=0.001 if closer == "train" else 0.0015)
-        _kill_after_first_epoch(repo)
-        crashed = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
-        assert crashed != run_id and _runs(repo)[crashed] == "RUNNING"
-        _set_config(repo)
-        if closer == "train":
-            out = _ok(_stage(repo, "train"))
-            assert f"[{PAPER}] closed as FAILED the runs of crashed attempts: {crashed}" in out
-        else:
-            proc = subprocess.run([sys.executable, "stages/validate.py"], cwd=repo, capture_output=True, text=True,
-                                  env=stage_env(OMP_NUM_THREADS="1"))
-            assert _ok(proc).strip().splitlines()[-1] == f"[all papers] closed as FAILED the runs of crashed attempts: {crashed}"
-            assert (repo / "data/params.valid").read_text() == "params.yaml: valid\n"
-        assert _runs(repo)[crashed] == "FAILED"
-        assert "RUNNING" not in _runs(repo).values()
+    # a crash of one config, then the config before it: the crashed run is closed as FAILED by the first
+    # stage that runs, here the validate stage, which runs first after any params change (when DVC then
+    # restores train and evaluate from its run-cache, no stage of the paper runs; train and evaluate
+    # close such runs with the same call, mmrepro.tracking.close_crashed_runs)
+    _set_config(repo, epochs=3, lr=0.001)
+    _kill_after_first_epoch(repo)
+    crashed = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
+    assert crashed != run_id and _runs(repo)[crashed] == "RUNNING"
+    _set_config(repo)
+    proc = subprocess.run([sys.executable, "stages/validate.py"], cwd=repo, capture_output=True, text=True,
+                          env=stage_env(OMP_NUM_THREADS="1"))
+    assert _ok(proc).strip().splitlines()[-1] == f"[all papers] closed as FAILED the runs of crashed attempts: {crashed}"
+    assert (repo / "data/params.valid").read_text() == "params.yaml: valid\n"
+    assert _runs(repo)[crashed] == "FAILED"
+    assert "RUNNING" not in _runs(repo).values()
 
 
 def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):
