@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "scaling"])
     ap.add_argument("--out", type=Path, default=Path("reports/efficiency.json"))
     a = ap.parse_args(argv)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():  # one line, not a CUDA traceback
+        print(f"--device {a.device}: no CUDA device on this machine; use --device cpu", file=sys.stderr)
+        sys.exit(2)
     torch.set_num_threads(a.threads)
     os.environ["BENCH_THREADS"] = str(a.threads)
     cuda = a.device.startswith("cuda")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -40,8 +41,20 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def committed_text(rel: str) -> str:
+    """A file as committed (HEAD), not as the workspace has it: after the README's
+    `dvc exp run -S profile=smoke` the workspace params.yaml says smoke, and the suite must not follow it."""
+    proc = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=REPO, capture_output=True)
+    return proc.stdout.decode() if proc.returncode == 0 else (REPO / rel).read_text()
+
+
+def committed_params() -> dict:
+    return yaml.safe_load(committed_text("params.yaml"))
+
+
 def copy_repo(dest: Path) -> Path:
-    """Copy the tracked (and untracked, not ignored) files of this checkout into a fresh git repo."""
+    """Copy the tracked (and untracked, not ignored) files of this checkout into a fresh git repo, with the
+    committed params.yaml."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, files):
@@ -49,6 +62,7 @@ def copy_repo(dest: Path) -> Path:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    (dest / "params.yaml").write_text(committed_text("params.yaml"))  # not an experiment's workspace edit
     for path in ("dvc.lock",):  # start from a pipeline that has never run
         (dest / path).unlink(missing_ok=True)
     git = ["git", "-c", "user.name=mmrepro-test", "-c", "user.email=test@localhost"]

@@ -109,12 +109,13 @@ def test_second_repro_reruns_nothing_and_params_are_per_paper_and_profile(repo):
     metrics = _run([str(VENV_BIN / "dvc"), "metrics", "show", "--json"], repo)
     assert f"reports/metrics/{PAPER}.json" in metrics
     # an edit to another profile's config leaves this paper's stages up to date; only the (cheap)
-    # report, which reads the whole `papers` section, is stale (and locate, which is always run)
+    # report, which reads the whole `papers` section, is stale (and locate, which is always run, and
+    # validate, which checks any edit of params.yaml)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["papers"][PAPER]["full"]["epochs"] = 99
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run([str(VENV_BIN / "dvc"), "status", "--json"], repo)
-    assert sorted(json.loads(status.strip().splitlines()[-1])) == [f"locate@{PAPER}", "report"]
+    assert sorted(json.loads(status.strip().splitlines()[-1])) == [f"locate@{PAPER}", "report", "validate"]
 
 
 def test_smoke_wall_time_is_recorded(repo):

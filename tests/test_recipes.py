@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-import yaml
 
 from mmrepro.config import PROFILES, validate_params
 from mmrepro.papers import get_paper
@@ -17,9 +16,9 @@ from mmrepro.report.references import load_references
 from mmrepro.report.stage import paper_recipe
 from mmrepro.train import build_optimizer, lr_lambda
 
-from .conftest import REPO
+from .conftest import REPO, committed_params
 
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+PARAMS = committed_params()
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS["papers"]))

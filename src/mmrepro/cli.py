@@ -1,4 +1,5 @@
-"""Shared entry-point wrapper: a params problem is one line on stderr and exit code 2."""
+"""Shared entry-point wrapper: a params or dataset problem is one line on stderr and exit code 2; a
+prepared file that fails verification or an MLflow failure is one line and exit code 1."""
 
 from __future__ import annotations
 
@@ -7,24 +8,37 @@ from collections.abc import Callable
 
 from mmrepro.config import Params, ParamsError, load_params
 from mmrepro.datasets import DatasetError
+from mmrepro.papers import REGISTRY
+from mmrepro.provenance import DataIntegrityError
+from mmrepro.errors import TrackingError
 
 
-def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: int = 1) -> None:
+def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: int = 1, many: bool = False) -> None:
+    """`many`: one or more paper names (all checked); else exactly `n_args` arguments, the first a paper."""
     args = sys.argv[1:]
     if "-h" in args or "--help" in args:
         print(usage)
         return
-    if len(args) != n_args:
+    if (len(args) != n_args) if not many else not args:
         print(usage, file=sys.stderr)
         sys.exit(2)
     try:
         params = load_params("params.yaml")
-        if args and args[0] not in params.papers:
-            raise ParamsError(f"papers.{args[0]}: not in params.yaml (have: {', '.join(params.papers)})")
+        for name in args if many else args[:1]:
+            if name not in params.papers:
+                if name not in REGISTRY:
+                    raise ParamsError(f"{name}: unknown paper (known: {', '.join(sorted(REGISTRY))})")
+                raise ParamsError(f"papers.{name}: not in params.yaml (have: {', '.join(params.papers)})")
         body(params, args)
     except ParamsError as exc:
         print(f"params.yaml: {exc}", file=sys.stderr)
         sys.exit(2)
+    except DataIntegrityError as exc:  # a prepared file changed after prepare: one line naming it
+        print(f"data: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except TrackingError as exc:  # MLflow failed: what was kept on disk and how to log it later
+        print(exc, file=sys.stderr)
+        sys.exit(1)
     except DatasetError as exc:  # a missing or non-official external dataset: one line, not a traceback
         print(f"dataset: {exc}", file=sys.stderr)
         sys.exit(2)

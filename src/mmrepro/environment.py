@@ -3,12 +3,10 @@ metric file, every MLflow run and above the comparison table."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
 from importlib import metadata
-from pathlib import Path
 
 import torch
 
@@ -71,13 +69,3 @@ def environment() -> dict:
         "packages": package_versions(),
     }
 
-
-def fingerprint_dir(path: Path) -> str:
-    """sha256 over the relative paths and contents of every file under `path`."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()

@@ -2,9 +2,10 @@
 
 Paths (all relative to the repo root, which is DVC's working directory):
     data/external/<paper>.json    locate: fingerprint of the external dataset files the paper reads
-    data/<paper>/                 prepare: the prepared dataset + info.json
+    data/<paper>/                 prepare: the prepared dataset + info.json + manifest.json (verified on read)
     artifacts/<paper>/            train: seed<k>/<variant>.pt (state dicts), runs.json (MLflow run ids)
-    checkpoints/<paper>/          train: per-epoch checkpoints for resume (persisted across runs)
+    checkpoints/<paper>/          train: per-epoch checkpoints for resume (persisted across runs) and
+                                  seed<k>/mlflow_run.json (the run of the last attempt and its fingerprint)
     reports/plots/<paper>/        train: loss and validation curves (CSV, DVC plots)
     reports/eval/<paper>/         evaluate: predictions, per-example scores, images (seed<k>/)
     reports/metrics/<paper>.json  evaluate: the paper's results, aggregated over seeds
@@ -13,6 +14,7 @@ Paths (all relative to the repo root, which is DVC's working directory):
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import statistics
 from contextlib import ExitStack
@@ -25,12 +27,23 @@ from mmrepro.config import Params, dataset_settings, paper_config
 from mmrepro.data.loader import LoaderSettings
 from mmrepro.datasets import stat_fingerprint
 from mmrepro.distributed import World, current_world, device_for, process_group
-from mmrepro.environment import environment, fingerprint_dir, pick_device
+from mmrepro.environment import environment, pick_device
 from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
-from mmrepro.tracking import (MetricBuffer, copy_metrics, log_dataset_inputs, log_params, log_trained_model, metric_key,
-                              open_run, run_tags, start_child_run, tracking_uri)
+from mmrepro.provenance import code_hash, data_fingerprint, run_fingerprint, verify_data, write_manifest
+from mmrepro.tracking import (
+    MetricBuffer,
+    close_crashed_runs,
+    display_uri,
+    log_dataset_inputs,
+    log_params,
+    log_trained_model,
+    metric_key,
+    open_run,
+    run_tags,
+    set_client_budget,
+)
 from mmrepro.train import CheckpointEvery, seed_everything, train_variant
 
 
@@ -63,7 +76,7 @@ def locate(params: Params, name: str) -> dict:
     paths = paper.external_paths(cfg)
     record: dict = {"paper": name, "profile": params.profile}
     if paths:
-        record["root"] = str(settings.root.resolve())
+        record["root"] = str(settings.root)  # as configured: no absolute local path in an output
         record["files"] = stat_fingerprint(settings.root, paths)
     else:
         record["files"] = None  # this profile reads no external dataset
@@ -82,8 +95,9 @@ def prepare(params: Params, name: str) -> DataInfo:
         seed_everything(params.data_seed)
         info = paper.prepare(cfg, tmp, params.data_seed)
         record = {**asdict(info), "paper": name, "profile": params.profile, "data_seed": params.data_seed}
-        record["fingerprint"] = fingerprint_dir(tmp)  # of the data files, before info.json exists
+        record["fingerprint"] = data_fingerprint(tmp)  # of the data files, before info.json exists
         write_json_atomic(tmp / "info.json", record)
+        write_manifest(tmp)  # last: every file above with its size and checksum
     print(f"[{name}] prepared {info.dataset}: {info.splits} -> {data_dir(name)}")
     return info
 
@@ -122,31 +136,60 @@ def _curve_png(path: Path, title: str, histories: dict) -> None:
     plt.close(fig)
 
 
+def _previous_run(path: Path, fingerprint: str) -> str | None:
+    """The run id of the last attempt when it had this fingerprint (a crash of the same run continues
+    it); None for a new code, config or data, which gets a new run."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("run_id") if isinstance(record, dict) and record.get("fingerprint") == fingerprint else None
+
+
+def verified_inputs(name: str) -> tuple[dict, str]:
+    """info.json and the data fingerprint recomputed from the files checked against the manifest."""
+    fingerprint = verify_data(data_dir(name), name)
+    return read_info(name), fingerprint
+
+
 def _loop_settings(params: Params, device: torch.device) -> dict:
     """train_variant's keyword arguments from params.yaml's `train:` section."""
     return {"checkpoint_every": CheckpointEvery(params.train.checkpoint_steps, params.train.checkpoint_minutes),
             "loader": LoaderSettings(params.train.loader_workers, pin_memory=device.type == "cuda")}
 
 
+def _resume_key(name: str) -> tuple[dict, str, str, str]:
+    """(info, verified data fingerprint, code hash, the key checkpoints are written for: data and code;
+    train_variant adds the config)."""
+    info, data_fp = verified_inputs(name)
+    code = code_hash("train", name)
+    return info, data_fp, code, hashlib.sha256(f"{data_fp}:{code}".encode()).hexdigest()
+
+
 def train(params: Params, name: str) -> dict[int, str]:
     """Train every variant for every seed; returns {seed: MLflow run id}. Under torchrun (train.nproc > 1)
-    every rank trains and rank 0 alone logs and writes the outputs."""
+    every rank trains and rank 0 alone logs and writes the outputs. An MLflow failure is one line
+    (TrackingError): what is trained so far stays in checkpoints/, and a rerun resumes from it."""
+    from mmrepro.publish import tracking_failure  # here: it loads mlflow, which locate and prepare never need
+
     world = current_world()
     with process_group(world, device_for(world)):
         if not world.is_main:
             _train_follower(params, name, world)
             return {}
-        return _train_main(params, name, world)
+        with tracking_failure(f"epochs trained so far are kept in checkpoints/{name} (a rerun resumes from them): "
+                              f"rerun `dvc repro train@{name}` when the tracking store is reachable"):
+            return _train_main(params, name, world)
 
 
 def _train_follower(params: Params, name: str, world: World) -> None:
     """A rank > 0: the same training calls as rank 0, without MLflow, checkpoints or outputs."""
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
-    info = read_info(name)
+    _, _, _, resume_key = _resume_key(name)
     for seed in params.seeds:
         ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
         for variant in paper.variants(cfg):
-            train_variant(paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt", info["fingerprint"],
+            train_variant(paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt", resume_key,
                           device=device_for(world), world=world, **_loop_settings(params, device_for(world)))
 
 
@@ -154,39 +197,47 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
     import mlflow  # here, not at the top: locate and prepare never log (see mmrepro.tracking)
 
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
-    info = read_info(name)
+    info, data_fp, code, resume_key = _resume_key(name)
+    set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
     device = device_for(world) if world.distributed else pick_device()
     runs: dict[int, str] = {}
+    fingerprints: dict[str, str] = {}
     training: dict[str, dict] = {}  # "seed<k>/<variant>" -> how far training went (for the verdict)
     with atomic_dir(artifacts_dir(name)) as out, atomic_dir(Path("reports/plots") / name) as plots:
         for seed in params.seeds:
             ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
-            run_id_file = ckpt_dir / "mlflow_run_id"
-            # A crashed run is continued (same run id) when its checkpoints are resumed.
-            previous = run_id_file.read_text().strip() if run_id_file.is_file() else None
+            run_id_file = ckpt_dir / "mlflow_run.json"
+            fingerprint = run_fingerprint(paper=name, profile=params.profile, seed=seed, data_seed=params.data_seed,
+                                          cfg=cfg.model_dump(mode="json"), data=data_fp, code=code)
+            # The same fingerprint continues the run of a crashed attempt; anything else gets a new run.
+            previous = _previous_run(run_id_file, fingerprint)
             run_name = f"{name}-{params.profile}-seed{seed}"
             tags = run_tags("train", {"paper": name, "profile": params.profile, "seed": str(seed),
-                                      "data_fingerprint": info["fingerprint"], "dataset": info["dataset"]})
+                                      "data_fingerprint": data_fp, "code_hash": code, "dataset": info["dataset"],
+                                      "mmrepro.fingerprint": fingerprint})
             with ExitStack() as stack:
+                close_crashed_runs(params.mlflow.experiment, name, keep=previous)
                 try:
                     run = stack.enter_context(open_run(params.mlflow.experiment, run_name, previous, tags))
-                except mlflow.exceptions.MlflowException:  # that run is not in this store: start a new one
+                except mlflow.exceptions.MlflowException as exc:
+                    if previous is None or "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code):
+                        raise
+                    previous = None  # that run is not in this store: start a new one
                     run = stack.enter_context(open_run(params.mlflow.experiment, run_name, None, tags))
                 run_id = run.info.run_id
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
-                run_id_file.write_text(run_id)
+                write_json_atomic(run_id_file, {"fingerprint": fingerprint, "run_id": run_id})
                 if previous != run_id:
                     log_params({"paper": name, "profile": params.profile, "seed": seed,
                                 "data_seed": params.data_seed, "variants": ",".join(paper.variants(cfg)),
                                 "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")})
                     log_dataset_inputs(info, data_dir(name), ("training", "validation"))
-                buffer = MetricBuffer(run_id)
+                buffer = MetricBuffer(run_id, continued=previous == run_id)
                 histories = {}
                 for variant in paper.variants(cfg):
                     model, history = train_variant(
                         paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt",
-                        info["fingerprint"], metrics=buffer, device=device,
-                        world=world, **_loop_settings(params, device),
+                        resume_key, metrics=buffer, device=device, world=world, **_loop_settings(params, device),
                     )
                     buffer.flush()
                     histories[variant] = history
@@ -203,8 +254,9 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                 _curve_png(png, f"{name} ({params.profile}, seed {seed})", histories)
                 mlflow.log_artifact(str(png), artifact_path="plots")
                 runs[seed] = run_id
-        write_json_atomic(out / "runs.json", {"tracking_uri": tracking_uri(), "runs": {str(k): v for k, v in runs.items()},
-                                              "training": training})
+                fingerprints[str(seed)] = fingerprint
+        write_json_atomic(out / "runs.json", {"tracking_uri": display_uri(), "runs": {str(k): v for k, v in runs.items()},
+                                              "fingerprints": fingerprints, "code_hash": code, "training": training})
     return runs
 
 
@@ -231,16 +283,15 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
 
 
 def evaluate(params: Params, name: str) -> dict:
-    import mlflow
-
+    """Score every seed's models on the test sets; results are on disk (reports/eval/<paper>/,
+    reports/metrics/<paper>.json) before the first MLflow call, then logged by `publish_evaluation`.
+    An MLflow failure after that is one line (TrackingError) naming what was kept and the replay command."""
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
-    info = read_info(name)
+    info, data_fp = verified_inputs(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
-    runs = trained["runs"]
     paper.training_completed = all(t.get("completed", False) for t in trained.get("training", {}).values())
     device = pick_device()
     per_seed: dict[int, list[Result]] = {}
-    eval_runs: dict[int, str] = {}  # seed -> the MLflow run of this evaluation (a child of the training run)
     metrics_path = Path("reports/metrics") / f"{name}.json"
     with atomic_dir(Path("reports/eval") / name) as out:
         for seed in params.seeds:
@@ -255,36 +306,28 @@ def evaluate(params: Params, name: str) -> dict:
             seed_out = out / f"seed{seed}"
             seed_out.mkdir()
             with torch.no_grad():
-                results = paper.evaluate(models, cfg, data_dir(name), seed_out, seed)
-            per_seed[seed] = results
-            test_metrics = {
-                metric_key("test", r.variant if r.variant != "main" else "", r.dataset, r.split, r.metric): r.value
-                for r in results if r.value is not None
-            }
-            tags = run_tags("evaluate", {"paper": name, "profile": params.profile, "seed": str(seed)})
-            with start_child_run(params.mlflow.experiment, runs[str(seed)], f"{name}-{params.profile}-seed{seed}-evaluate",
-                                 tags) as eval_run:
-                log_dataset_inputs(info, data_dir(name), ("evaluation",))
-                mlflow.log_metrics(test_metrics)
-                mlflow.log_artifacts(str(seed_out), artifact_path="evaluation")
-                eval_runs[seed] = eval_run.info.run_id
-            copy_metrics(runs[str(seed)], test_metrics)  # beside the training run's params in the runs table
-        env = environment()
-        rows = _aggregate(per_seed)
-        record = {
-            "paper": name, "title": paper.title, "profile": params.profile, "seeds": params.seeds,
-            "dataset": info["dataset"], "splits": info["splits"], "data_fingerprint": info["fingerprint"],
-            # what the report's verdict checks: the test sets' identity, the recipe, how far training went
-            "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"),
-            "departures": paper.departures(cfg), "training": trained.get("training", {}),
-            **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
-            "mlflow_runs": runs,
-            # flat view for `dvc metrics show`
-            "summary": {metric_key(r["variant"] if r["variant"] != "main" else "", r["dataset"], r["split"], r["metric"])
-                        .replace("/", "."): round(r["value"], 4) for r in rows if r["value"] is not None},
-            "results": rows,
-        }
+                per_seed[seed] = paper.evaluate(models, cfg, data_dir(name), seed_out, seed)
+    env = environment()
+    rows = _aggregate(per_seed)
+    record = {
+        "paper": name, "title": paper.title, "profile": params.profile, "seeds": params.seeds,
+        "dataset": info["dataset"], "splits": info["splits"], "data_fingerprint": data_fp,
+        "code_hash": trained.get("code_hash"), "run_fingerprints": trained.get("fingerprints", {}),
+        # what the report's verdict checks: the test sets' identity, the recipe, how far training went
+        "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"),
+        "departures": paper.departures(cfg), "training": trained.get("training", {}),
+        **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
+        "mlflow_runs": trained["runs"],
+        # flat view for `dvc metrics show`
+        "summary": {metric_key(r["variant"] if r["variant"] != "main" else "", r["dataset"], r["split"], r["metric"])
+                    .replace("/", "."): round(r["value"], 4) for r in rows if r["value"] is not None},
+        "results": rows,
+    }
     write_json_atomic(metrics_path, record)
-    for seed in params.seeds:
-        mlflow.MlflowClient(tracking_uri()).log_artifact(eval_runs[seed], str(metrics_path), artifact_path="metrics")
+    from mmrepro.publish import publish_evaluation, tracking_failure  # loads mlflow: only now, results are on disk
+
+    set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
+    with tracking_failure(f"results kept in {metrics_path} and reports/eval/{name}/; log them later: "
+                          f"python -m mmrepro.replay {name}"):
+        publish_evaluation(params, name)
     return record

@@ -10,7 +10,9 @@ training's, and copies the test metrics onto the training run for comparison in 
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,7 @@ from mmrepro.environment import environment
 
 if TYPE_CHECKING:
     import mlflow
+    from mlflow.entities import Metric
 
 # mlflow is imported inside the functions that use it: importing it costs ~1.2 s of CPU, which the stages
 # that never log (locate, prepare) should not pay at start-up.
@@ -40,8 +43,43 @@ def repo_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
+# The tracking client's budget per call: MLflow's defaults (120 s timeout, 7 retries with backoff 2) spend
+# ~4 minutes on each call to an unreachable server. Ours: seconds. Each can be set in the environment
+# under MLflow's own name; mlflow.timeout_s / mlflow.retries in params.yaml are the defaults otherwise.
+CLIENT_BUDGET = {"MLFLOW_HTTP_REQUEST_TIMEOUT": 10, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 2,
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1, "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": 0.5}
+
+
+# MLflow's SQL store logs every database error with a full traceback before raising it; the stages report
+# each failure themselves, in one line (mmrepro.publish.tracking_failure).
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+def set_client_budget(timeout_s: int | None = None, retries: int | None = None) -> None:
+    """Bound every tracking-client call (before the first one; an explicit environment value wins)."""
+    chosen = {**CLIENT_BUDGET, **({"MLFLOW_HTTP_REQUEST_TIMEOUT": timeout_s} if timeout_s else {}),
+              **({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": retries} if retries is not None else {})}
+    for name, value in chosen.items():
+        os.environ.setdefault(name, str(value))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The last line of the innermost cause: 'Connection refused', 'database is locked', ..."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text[-200:]}"
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def display_uri() -> str:
+    """The tracking URI as recorded in outputs: the default local store without this checkout's path."""
+    uri = tracking_uri()
+    local = f"sqlite:///{repo_root()}/"
+    return "sqlite:///<repo>/" + uri[len(local):] if uri.startswith(local) else uri
 
 
 def experiment_id(name: str) -> str:
@@ -117,35 +155,14 @@ def dvc_experiment_tags() -> dict[str, str]:
 def open_run(
     experiment: str, run_name: str | None = None, run_id: str | None = None, tags: Mapping[str, str] | None = None
 ) -> Iterator[mlflow.ActiveRun]:
-    """Start a new run (run_name) or reopen an existing one (run_id); the run is FAILED if the body raises."""
+    """Start a new run (run_name) or reopen an existing one (run_id); the run is FAILED if the body raises.
+    The run is tagged with this process (host, pid) so that a later stage can close it if it crashed."""
     import mlflow
 
     exp_id = experiment_id(experiment)
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, experiment_id=exp_id) as run:
-        if tags:
-            mlflow.set_tags(dict(tags))
+        mlflow.set_tags({**(tags or {}), "mmrepro.host": socket.gethostname(), "mmrepro.pid": str(os.getpid())})
         yield run
-
-
-def start_child_run(experiment: str, parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> mlflow.ActiveRun:
-    """A new run shown under `parent_run_id` in the UI (the evaluation of a training run); a context manager."""
-    import mlflow
-
-    return mlflow.start_run(run_name=run_name, experiment_id=experiment_id(experiment),
-                            tags={**tags, MLFLOW_PARENT_RUN_ID: parent_run_id, "train_run_id": parent_run_id})
-
-
-def copy_metrics(run_id: str, metrics: Mapping[str, float]) -> None:
-    """Log metrics onto a finished run without reopening it (reopening would move its end time)."""
-    import mlflow
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(mlflow.get_tracking_uri())
-    now = int(time.time() * 1000)
-    items = [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in metrics.items()]
-    for start in range(0, len(items), _BATCH):
-        client.log_batch(run_id, metrics=items[start : start + _BATCH])
 
 
 def split_context(split: str) -> str:
@@ -224,6 +241,29 @@ def link_runs(runs: Mapping[str, Mapping[str, str]]) -> None:
     mlflow.set_tag(MLFLOW_RUN_NOTE, "\n".join(lines))
 
 
+def close_crashed_runs(experiment: str, paper: str | None = None, keep: str | None = None) -> list[str]:
+    """Mark FAILED the RUNNING runs of `paper` (None: of any paper) whose process (on this host) is gone,
+    except `keep` (a run that is being continued). Runs of other hosts and of live processes (parallel
+    workers) are left alone."""
+    from mlflow.tracking import MlflowClient
+
+    from mmrepro.provenance import pid_alive
+
+    client = MlflowClient(tracking_uri())
+    closed = []
+    query = "attributes.status = 'RUNNING'" + (f" and tags.paper = '{paper}'" if paper else "")
+    for run in client.search_runs([experiment_id(experiment)], query):
+        tags = run.data.tags
+        if run.info.run_id == keep or "paper" not in tags or tags.get("mmrepro.host") != socket.gethostname():
+            continue
+        if not tags.get("mmrepro.pid", "").isdigit() or not pid_alive(int(tags["mmrepro.pid"])):
+            client.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    if closed:
+        print(f"[{paper or 'all papers'}] closed as FAILED the runs of crashed attempts: {', '.join(closed)}")
+    return closed
+
+
 def log_params(params: Mapping[str, Any]) -> None:
     import mlflow
 
@@ -235,7 +275,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 class MetricBuffer:
     """Per-step metrics, flushed in batches: one SQLite transaction per step would dominate a CPU run."""
 
-    def __init__(self, run_id: str, flush_every: int = 50):
+    def __init__(self, run_id: str, flush_every: int = 50, continued: bool = False):
         import mlflow
         from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
@@ -245,13 +285,23 @@ class MetricBuffer:
         self.run_id = run_id
         self.flush_every = flush_every
         self.pending: list = []
+        # a continued run (resume after a crash, a replay) may already hold some points: skip those
+        self.logged: dict[str, set[tuple[int, float]]] | None = {} if continued else None
 
     def log(self, key: str, value: float, step: int) -> None:
         self.pending.append(self._metric(key=key, value=float(value), timestamp=int(time.time() * 1000), step=step))
         if len(self.pending) >= self.flush_every:
             self.flush()
 
+    def _new(self, metric: Metric) -> bool:
+        if self.logged is None:
+            return True
+        if metric.key not in self.logged:
+            self.logged[metric.key] = {(m.step, m.value) for m in self.client.get_metric_history(self.run_id, metric.key)}
+        return (metric.step, metric.value) not in self.logged[metric.key]
+
     def flush(self) -> None:
+        self.pending = [m for m in self.pending if self._new(m)]
         for start in range(0, len(self.pending), _BATCH):
             self.client.log_batch(self.run_id, metrics=self.pending[start : start + _BATCH])
         self.pending = []

@@ -6,7 +6,8 @@ gradients over `accumulation` micro-batches per optimizer step, shows tqdm progr
 every optimizer step and per-epoch validation metrics to MLflow, and checkpoints at every epoch's end and,
 when asked, every N optimizer steps and/or M minutes (`CheckpointEvery`).
 A checkpoint resumes training only when it was written for the same config fingerprint (paper,
-variant, seed, resolved config, data); anything else starts from scratch. Each epoch reseeds from
+variant, seed, resolved config, verified data and code: the fingerprint passed in folds the code hash in);
+anything else starts from scratch, and an unloadable file is set aside (mmrepro.checkpoint). Each epoch reseeds from
 (seed, epoch), so a resumed run follows the same batches as an uninterrupted one; a checkpoint written
 mid-epoch records how many of the epoch's micro-batches were consumed and the RNG states, and the resumed
 run skips exactly those batches (the paper regenerates them: cheap for index lists, a decode for others).
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmrepro.checkpoint import load_resumable
 from mmrepro.data.loader import LoaderSettings, PlannedBatches
 from mmrepro.distributed import World, all_gather_object, average_gradients, broadcast_object, sum_across
 from mmrepro.papers.base import Paper, TrainConfig
@@ -153,17 +155,6 @@ class _StepModule(torch.nn.Module):
 
     def forward(self, batch) -> torch.Tensor:
         return self.paper.training_step(self.model, batch, self.variant)
-
-
-def _load_matching(checkpoint_path: Path, fingerprint: str, device: torch.device, label: str) -> dict | None:
-    """The checkpoint's state when it was written for `fingerprint`, else None (start fresh)."""
-    if not checkpoint_path.is_file():
-        return None
-    state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-    if state.get("fingerprint") != fingerprint:
-        print(f"[{label}] checkpoint {checkpoint_path} is for another config; starting fresh")
-        return None
-    return state
 
 
 @dataclass
@@ -287,7 +278,7 @@ def train_variant(
 
     # loaded on the CPU when it goes to other ranks (a pickled CUDA tensor would come back on rank 0's device)
     load_to = torch.device("cpu") if world.distributed else device
-    state = _load_matching(checkpoint_path, fingerprint, load_to, label) if world.is_main else None
+    state = load_resumable(checkpoint_path, fingerprint, load_to) if world.is_main else None
     state = broadcast_object(state, world)  # every rank resumes from rank 0's file (one copy, any node)
     if state is not None:
         pos = _restore(state, model, optimizer, scheduler, history)

@@ -15,7 +15,7 @@ from mmrepro.papers import get_paper
 from mmrepro.report.comparison import compare, recipe_check
 from mmrepro.report.references import References, load_references
 from mmrepro.report.render import environment_block, write_reports
-from mmrepro.tracking import link_runs, open_run, run_tags, tracking_uri
+from mmrepro.tracking import display_uri, link_runs, open_run, run_tags
 
 
 def paper_recipe(name: str, refs: References) -> dict | None:
@@ -47,7 +47,7 @@ def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, P
         notes.append(f"{name}: recipe {check.status}" + (f" — {'; '.join(check.problems)}" if check.problems else ""))
         notes += [f"{name}: published claim (no table value): {claim}" for claim in refs.claims]
     env = environment()
-    block = environment_block(env, params.profile, params.seeds, tracking_uri())
+    block = environment_block(env, params.profile, params.seeds, display_uri())
     paths = write_reports(rows, block, notes, out_dir)
     with open_run(params.mlflow.experiment, run_name=f"report-{params.profile}",
                   tags=run_tags("report", {"profile": params.profile})):

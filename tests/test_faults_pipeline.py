@@ -1,0 +1,297 @@
+"""Fault injection on the real pipeline: StarCapNet's smoke profile (the fastest paper) in a temporary git
+repo, one real `dvc repro`, then real stage processes under faults: an unreachable tracking server
+(127.0.0.1, closed port), another tracking store, corrupted and truncated prepared files, a tampered
+checkpoint, a code edit, SIGKILL mid-training, a bad params.yaml. Each case asserts the exact outcome:
+exit code, the one line on stderr, the files on disk and the MLflow runs' states. Nothing is mocked.
+
+The cases share one prepared and trained copy; each restores what it changed (or runs last)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from mmrepro.config import load_params
+from mmrepro.pipeline import verified_inputs
+from mmrepro.provenance import DataIntegrityError
+from mmrepro.publish import publish_evaluation
+
+from .conftest import VENV_BIN, copy_repo, stage_env
+
+pytestmark = pytest.mark.slow
+PAPER = "starcapnet"
+SMOKE = {"epochs": 1, "batch_size": 32, "lr": 0.003, "n_train": 256, "n_val": 40, "n_test": 40, "hidden_dim": 64,
+         "beam_size": 2}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound then closed: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stage(repo: Path, stage: str, **env: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, f"stages/{stage}.py", PAPER]
+    return subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600,
+                          env=stage_env(OMP_NUM_THREADS="1", PYTHONPATH=str(repo / "src"), **env))
+
+
+def _ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    """The stage's own message: the last stderr line (tqdm and MLflow's INFO lines come before it)."""
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def _client(repo: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def _runs(repo: Path) -> dict[str, str]:
+    """{run id: status} of every run in the repo's store."""
+    client = _client(repo)
+    exp = client.get_experiment_by_name("mmrepro")
+    return {r.info.run_id: r.info.status for r in client.search_runs([exp.experiment_id], f"tags.paper = '{PAPER}'")}
+
+
+def _set_config(repo: Path, **cfg) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["papers"][PAPER]["smoke"] = {**SMOKE, **cfg}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("faults"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params.update(profile="smoke", run=[PAPER], papers={PAPER: params["papers"][PAPER]})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "commit", "-qam", "smoke, starcapnet only"], cwd=root, check=True, env=stage_env())
+    for stage in ("prepare", "train", "evaluate"):  # the stages themselves: DVC's own runs are in the last case
+        _ok(_stage(root, stage))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_unreachable_tracking_server_fails_fast_with_one_line_and_keeps_results(repo, monkeypatch):
+    metrics = repo / "reports/metrics" / f"{PAPER}.json"
+    before = json.loads(metrics.read_text())
+    metrics.unlink()
+    shutil.rmtree(repo / "reports/eval" / PAPER)
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    proc = _stage(repo, "evaluate", MLFLOW_TRACKING_URI=uri)
+    elapsed = time.monotonic() - started
+    print(f"\nevaluate against a closed port: exit {proc.returncode} after {elapsed:.1f} s (loaded machine)")
+    assert proc.returncode == 1 and elapsed < 60
+    assert _last_line(proc) == (
+        f"mlflow: logging to {uri} failed (ConnectionRefusedError: [Errno 111] Connection refused); results kept in "
+        f"reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: python -m mmrepro.replay {PAPER}")
+    assert "Traceback" not in proc.stderr
+    after = json.loads(metrics.read_text())  # the results are on disk, the same numbers as before
+    assert after["summary"] == before["summary"] and after["data_fingerprint"] == before["data_fingerprint"]
+    assert (repo / "reports/eval" / PAPER / "seed0").is_dir()
+
+    started = time.monotonic()
+    train = _stage(repo, "train", MLFLOW_TRACKING_URI=uri)
+    print(f"train against a closed port: exit {train.returncode} after {time.monotonic() - started:.1f} s")
+    assert train.returncode == 1 and time.monotonic() - started < 60
+    assert _last_line(train).startswith(f"mlflow: logging to {uri} failed (ConnectionRefusedError")
+    assert _last_line(train).endswith(f"rerun `dvc repro train@{PAPER}` when the tracking store is reachable")
+    assert (repo / "artifacts" / PAPER / "runs.json").is_file()  # the committed training outputs are untouched
+    assert not list(repo.glob("**/*.tmp"))
+
+    # the replay logs the kept results into the run; replaying twice duplicates nothing
+    run_id = after["mlflow_runs"]["0"]
+    key = "test/counting-dots/test/bleu1"
+    replay = subprocess.run([sys.executable, "-m", "mmrepro.replay", PAPER], cwd=repo, capture_output=True,
+                            text=True, env=stage_env(OMP_NUM_THREADS="1", PYTHONPATH=str(repo / "src")))
+    assert _ok(replay).strip().splitlines()[-1] == f"[{PAPER}] logged to MLflow: seed 0 -> run {run_id}"
+    monkeypatch.chdir(repo)  # and a second time (in this process, to save a start-up)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert publish_evaluation(load_params("params.yaml"), PAPER) == {"0": run_id}
+    history = _client(repo).get_metric_history(run_id, key)
+    bleu1 = next(r for r in after["results"] if r["metric"] == "bleu1")["per_seed"]["0"]
+    assert [(m.step, round(m.value, 9)) for m in history] == [(0, round(bleu1, 9))]
+    assert _runs(repo) == {run_id: "FINISHED"}
+
+
+def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_path, monkeypatch):
+    # read-only (SQLite's own mode=ro: permissions do not stop root): the run cannot be reopened
+    metrics = repo / "reports/metrics" / f"{PAPER}.json"
+    metrics.unlink()
+    uri = f"sqlite:///file:{repo / 'mlflow.db'}?mode=ro&uri=true"
+    proc = _stage(repo, "evaluate", MLFLOW_TRACKING_URI=uri)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert _last_line(proc) == (
+        f"mlflow: logging to {uri} failed (OperationalError: attempt to write a readonly database); results kept in "
+        f"reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: python -m mmrepro.replay {PAPER}")
+    assert metrics.is_file()
+
+    # another store: the evaluation's logging (mmrepro.publish, run in this process to save a start-up)
+    # creates the run there, with the training's params and curves
+    uri = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    publish_evaluation(load_params("params.yaml"), PAPER)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mmrepro").experiment_id])
+    trained = json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())
+    assert run.info.status == "FINISHED" and run.info.run_id != trained["runs"]["0"]
+    assert run.data.tags["mmrepro.fingerprint"] == trained["fingerprints"]["0"]
+    assert run.data.params["cfg.lr"] == "0.003"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == list(range(8))
+    assert "test/counting-dots/test/cider_d" in run.data.metrics
+
+
+def test_corrupted_and_truncated_prepared_files_stop_with_one_line(repo, tmp_path, monkeypatch):
+    data = repo / "data" / PAPER
+    backup = tmp_path / "data"
+    shutil.copytree(data, backup, copy_function=shutil.copy2)
+    try:
+        images = data / "test.npz"
+        raw = bytearray(images.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF  # one garbled byte, same size
+        images.write_bytes(bytes(raw))
+        proc = _stage(repo, "evaluate")
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines() == [
+            f"data: data/{PAPER}/test.npz: content differs from the prepare manifest (corrupted or edited after "
+            f"prepare); rerun prepare: dvc repro -f prepare@{PAPER}"]
+        shutil.copy2(backup / "test.npz", images)
+        train = data / "train.npz"
+        train.write_bytes(train.read_bytes()[:1000])  # truncated, with an old checkpoint still there
+        monkeypatch.chdir(repo)  # the train stage's check (in this process, to save a start-up)
+        with pytest.raises(DataIntegrityError) as info:
+            verified_inputs(PAPER)
+        assert str(info.value) == (
+            f"data/{PAPER}/train.npz: 1000 bytes, the prepare manifest says {(backup / 'train.npz').stat().st_size}"
+            f" bytes (truncated or replaced); rerun prepare: dvc repro -f prepare@{PAPER}")
+        (data / "extra.npz").write_bytes(b"")
+        shutil.copy2(backup / "train.npz", train)
+        with pytest.raises(DataIntegrityError, match=rf"^data/{PAPER}/extra.npz: not in the prepare manifest"):
+            verified_inputs(PAPER)
+    finally:
+        shutil.rmtree(data)
+        shutil.copytree(backup, data, copy_function=shutil.copy2)
+
+
+class Payload:
+    """What a tampered checkpoint smuggles in: unpickling it would run code."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_tampered_checkpoint_is_set_aside_and_training_starts_fresh(repo):
+    ckpt = repo / "checkpoints" / PAPER / "seed0" / "main.pt"
+    with ckpt.open("wb") as handle:
+        pickle.dump({"fingerprint": "x", "model": Payload()}, handle)
+    proc = _stage(repo, "train")
+    out = _ok(proc)
+    bad = sorted(ckpt.parent.glob("main.pt.bad-*"))
+    assert len(bad) == 1 and ckpt.is_file() and not (repo / "PWNED").exists()
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: checkpoint")]
+    assert warning == [f"warning: checkpoint checkpoints/{PAPER}/seed0/main.pt cannot be loaded safely (not tensors "
+                       f"only: Unsupported operand 149); moved to {bad[0].name}, training starts fresh"]
+    assert "weights_only" not in out and "resuming" not in out
+
+
+def test_code_edit_retrains_in_a_new_run(repo):
+    before = json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())
+    weights = (repo / "artifacts" / PAPER / "seed0" / "main.pt").read_bytes()
+    model = repo / "src/mmrepro/models/starcapnet.py"
+    original = model.read_text()
+    try:
+        model.write_text(original + "\n# an edit that changes no number\n")
+        out = _ok(_stage(repo, "train"))
+    finally:
+        model.write_text(original)
+    after = json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())
+    assert "resuming" not in out and "is for another code, config or data" in out
+    assert after["code_hash"] != before["code_hash"] and after["fingerprints"] != before["fingerprints"]
+    assert after["runs"]["0"] != before["runs"]["0"]
+    assert _runs(repo)[after["runs"]["0"]] == "FINISHED"
+    # the same code, config and data train the same numbers (CPU determinism), in a run of their own
+    assert (repo / "artifacts" / PAPER / "seed0" / "main.pt").read_bytes() == weights
+
+
+def _kill_after_first_epoch(repo: Path) -> None:
+    """Start the train stage, SIGKILL it once the first of its 3 epochs is checkpointed."""
+    ckpt = repo / "checkpoints" / PAPER / "seed0" / "main.pt"
+    before = ckpt.stat().st_mtime_ns if ckpt.is_file() else 0
+    proc = subprocess.Popen([sys.executable, "stages/train.py", PAPER], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=stage_env(OMP_NUM_THREADS="1", PYTHONPATH=str(repo / "src")))
+    for line in proc.stdout:
+        if "epoch 1/3 loss=" in line:  # printed just before the epoch's checkpoint is written
+            break
+    deadline = time.monotonic() + 120
+    while (not ckpt.is_file() or ckpt.stat().st_mtime_ns == before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 2: some of its metric points may be logged already
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_then_rerun_continues_the_run_without_duplicates(repo):
+    _set_config(repo, epochs=3, lr=0.002)
+    _kill_after_first_epoch(repo)
+    run_id = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
+    assert _runs(repo)[run_id] == "RUNNING"
+    out = _ok(_stage(repo, "train"))
+    assert f"resuming from epoch 1 (checkpoints/{PAPER}/seed0/main.pt)" in out
+    assert json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())["runs"]["0"] == run_id
+    assert _runs(repo)[run_id] == "FINISHED"
+    steps = [m.step for m in _client(repo).get_metric_history(run_id, "train_loss")]
+    assert steps == list(range(24))  # 3 epochs x 8 steps, each once
+    assert not list(repo.glob("**/*.tmp"))
+
+    # a crash of one config, then the config before it: the crashed run is closed as FAILED by the first
+    # stage that runs, here the validate stage, which runs first after any params change (when DVC then
+    # restores train and evaluate from its run-cache, no stage of the paper runs; train and evaluate
+    # close such runs with the same call, mmrepro.tracking.close_crashed_runs)
+    _set_config(repo, epochs=3, lr=0.001)
+    _kill_after_first_epoch(repo)
+    crashed = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
+    assert crashed != run_id and _runs(repo)[crashed] == "RUNNING"
+    _set_config(repo)
+    proc = subprocess.run([sys.executable, "stages/validate.py"], cwd=repo, capture_output=True, text=True,
+                          env=stage_env(OMP_NUM_THREADS="1"))
+    assert _ok(proc).strip().splitlines()[-1] == f"[all papers] closed as FAILED the runs of crashed attempts: {crashed}"
+    assert (repo / "data/params.valid").read_text() == "params.yaml: valid\n"
+    assert _runs(repo)[crashed] == "FAILED"
+    assert "RUNNING" not in _runs(repo).values()
+
+
+def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):
+    """Runs last: it leaves params.yaml bad. Every stage is stale (this copy never ran `dvc repro`), so
+    without the validate stage DVC would start removing outputs; a report of an earlier run must survive."""
+    report = {name: f"an earlier {name}\n".encode() for name in ("comparison.csv", "comparison.html", "comparison.md")}
+    for name, content in report.items():
+        (repo / "reports" / name).write_bytes(content)
+    _set_config(repo, epochs=True)
+    proc = subprocess.run([str(VENV_BIN / "dvc"), "repro"], cwd=repo, capture_output=True, text=True, timeout=600,
+                          env=stage_env(OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0
+    assert f"params.yaml: papers.{PAPER}.smoke.epochs: expected a number, got a boolean (True)" in proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith("Running stage")] == [
+        "Running stage 'validate':"]
+    assert {p.name: p.read_bytes() for p in (repo / "reports").glob("comparison.*")} == report
+    assert (repo / "artifacts" / PAPER / "seed0" / "main.pt").is_file()
