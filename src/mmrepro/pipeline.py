@@ -7,7 +7,8 @@ Paths (all relative to the repo root, which is DVC's working directory):
     checkpoints/<paper>/          train: per-epoch checkpoints for resume (persisted across runs)
     reports/plots/<paper>/        train: loss and validation curves (CSV, DVC plots)
     reports/eval/<paper>/         evaluate: predictions, per-example scores, images (seed<k>/)
-    reports/metrics/<paper>.json  evaluate: the paper's results, aggregated over seeds
+    reports/provenance/<paper>.json  evaluate: the results aggregated over seeds and what produced them
+    reports/metrics/<paper>.json  evaluate: numbers only, the means users compare (DVC's metrics view)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mmrepro.environment import environment, fingerprint_dir, pick_device
 from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
+from mmrepro.report.references import load_references
 from mmrepro.tracking import MetricBuffer, log_params, metric_key, open_run, run_tags, tracking_uri
 from mmrepro.train import seed_everything, train_variant
 
@@ -197,6 +199,32 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
     return rows
 
 
+def provenance_path(name: str) -> Path:
+    return Path("reports/provenance") / f"{name}.json"
+
+
+def dvc_metrics(rows: list[dict], compared: list[str]) -> dict[str, float]:
+    """The numbers `dvc metrics show` / `dvc exp show` list: the means of the metrics users compare
+    (`References.compared`), keyed `[variant.]dataset.metric` (`.split` only where a dataset has two)."""
+    measured = [r for r in rows if r["value"] is not None]
+    chosen = [r for r in measured if r["metric"] in compared] or measured[:1]
+    splits: dict[str, set] = {}
+    for r in chosen:
+        splits.setdefault(r["dataset"], set()).add(r["split"])
+    return {".".join(p for p in (r["variant"] if r["variant"] != "main" else "", r["dataset"],
+                                 r["split"] if len(splits[r["dataset"]]) > 1 else "", r["metric"]) if p):
+            round(r["value"], 4) for r in chosen}
+
+
+def results_table(name: str, rows: list[dict]) -> str:
+    """What evaluate prints: one line per result, mean ± std over seeds."""
+    lines = [f"[{name}] results (mean ± std over seeds, n = seeds):"]
+    for r in rows:
+        value = "not measured" if r["value"] is None else f"{r['value']:.4g}" + (f" ± {r['std']:.2g}" if r["std"] else "")
+        lines.append(f"  {r['variant']:<12} {r['metric']:<18} {r['dataset']}/{r['split']:<24} {value} (n={r['n_seeds']})")
+    return "\n".join(lines)
+
+
 def evaluate(params: Params, name: str) -> dict:
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info = read_info(name)
@@ -230,6 +258,7 @@ def evaluate(params: Params, name: str) -> dict:
                 mlflow.log_artifacts(str(seed_out), artifact_path="evaluation")
         env = environment()
         rows = _aggregate(per_seed)
+        # provenance: what produced the numbers (the report's input); the metrics file: numbers only (DVC's view)
         record = {
             "paper": name, "title": paper.title, "profile": params.profile, "seeds": params.seeds,
             "dataset": info["dataset"], "splits": info["splits"], "data_fingerprint": info["fingerprint"],
@@ -237,13 +266,11 @@ def evaluate(params: Params, name: str) -> dict:
             "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"),
             "departures": paper.departures(cfg), "training": trained.get("training", {}),
             **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
-            "mlflow_runs": runs,
-            # flat view for `dvc metrics show`
-            "summary": {metric_key(r["variant"] if r["variant"] != "main" else "", r["dataset"], r["split"], r["metric"])
-                        .replace("/", "."): round(r["value"], 4) for r in rows if r["value"] is not None},
-            "results": rows,
+            "mlflow_runs": runs, "tracking_uri": trained.get("tracking_uri"), "results": rows,
         }
-    write_json_atomic(metrics_path, record)
+    write_json_atomic(provenance_path(name), record)
+    write_json_atomic(metrics_path, dvc_metrics(rows, load_references(name).compared()))
+    print(results_table(name, rows))
     for seed in params.seeds:
         with open_run(params.mlflow.experiment, run_id=runs[str(seed)]):
             mlflow.log_artifact(str(metrics_path), artifact_path="metrics")
