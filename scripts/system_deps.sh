@@ -6,10 +6,13 @@
 #   pocketsphinx-testdata real recordings: the out-of-domain speech test set
 #   librsvg2-bin          rsvg-convert, to rasterise the openclipart drawings
 #   openclipart-svg       the openclipart drawings (a real-world caption test set)
+# and for the tests only (not in the Docker image, which runs the pipeline):
+#   chromium              headless browser: the report's layout, links and images (tests/test_smoke_all_papers.py)
 set -euo pipefail
 packages=(default-jre-headless espeak-ng flite pocketsphinx-testdata librsvg2-bin openclipart-svg)
+test_packages=(chromium)
 missing=()
-for pkg in "${packages[@]}"; do
+for pkg in "${packages[@]}" "${test_packages[@]}"; do
   if [ "$pkg" = default-jre-headless ]; then
     command -v java >/dev/null 2>&1 || missing+=("$pkg")
   elif ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
