@@ -214,6 +214,7 @@ def test_headline_prefers_a_measured_row_with_a_published_number():
 
 def test_verdict_reason_is_one_line():
     assert reason("not comparable: a; b; c") == "a (+2 more)" and reason("comparable") == ""
+    assert reason("no published number: a; b") == "a; b" and reason("not measured: " + "x" * 200) == "x" * 119 + "…"
     assert outcome("not measured by this pipeline") == "not measured"
 
 
@@ -247,7 +248,8 @@ def test_dvc_metrics_hold_numbers_only_with_short_keys():
             _result("spice", None, "tts", "test")]
     assert dvc_metrics(rows, ["wer"]) == {"transducer.librispeech.test-clean.wer": 2.5,
                                           "transducer.librispeech.test-other.wer": 4.5, "tts.wer": 9.0}
-    assert dvc_metrics(rows, ["bleu4"]) == {"transducer.librispeech.wer": 2.5}  # none measured: the first result
+    assert dvc_metrics(rows, ["bleu4"]) == {"transducer.wer": 2.5}  # none measured: the first result
+    assert dvc_metrics(rows[:2], ["wer"]) == {"transducer.test-clean.wer": 2.5, "transducer.test-other.wer": 4.5}
 
 
 def test_curves_combine_variants_and_seeds(tmp_path: Path):

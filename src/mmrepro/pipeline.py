@@ -205,13 +205,15 @@ def provenance_path(name: str) -> Path:
 
 def dvc_metrics(rows: list[dict], compared: list[str]) -> dict[str, float]:
     """The numbers `dvc metrics show` / `dvc exp show` list: the means of the metrics users compare
-    (`References.compared`), keyed `[variant.]dataset.metric` (`.split` only where a dataset has two)."""
+    (`References.compared`), keyed `[variant.][dataset.][split.]metric`, naming a dataset or split only
+    where there are several (short keys keep `dvc metrics show` within 200 columns)."""
     measured = [r for r in rows if r["value"] is not None]
     chosen = [r for r in measured if r["metric"] in compared] or measured[:1]
+    several_datasets = len({r["dataset"] for r in chosen}) > 1
     splits: dict[str, set] = {}
     for r in chosen:
         splits.setdefault(r["dataset"], set()).add(r["split"])
-    return {".".join(p for p in (r["variant"] if r["variant"] != "main" else "", r["dataset"],
+    return {".".join(p for p in (r["variant"] if r["variant"] != "main" else "", r["dataset"] if several_datasets else "",
                                  r["split"] if len(splits[r["dataset"]]) > 1 else "", r["metric"]) if p):
             round(r["value"], 4) for r in chosen}
 

@@ -14,6 +14,7 @@ from mmrepro.report.references import References
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 MAX_FIGURES = 8  # per paper on the page; the rest are listed as links (a smoke run writes dozens of samples)
 ARXIV = re.compile(r"arXiv[: ]+(\d{4}\.\d{4,5})")
+TABLE = re.compile(r"^(Table|Tab\.|Figure|Fig\.|Section|Sec\.)\s*[\w.]+")  # "Table 2" of a published entry's source
 OUTCOMES = ("comparable", "not comparable", "not measured", "no published number")
 
 
@@ -28,13 +29,14 @@ def outcome(verdict: str) -> str:
     return next(o for o in OUTCOMES if verdict.startswith(o))
 
 
-def reason(verdict: str) -> str:
-    """The verdict's first reason in one line, with how many more there are."""
-    _, _, rest = verdict.partition(": ")
-    reasons = [r for r in rest.split("; ") if r]
-    if not reasons:
-        return ""
-    return reasons[0] + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+def reason(verdict: str, width: int = 120) -> str:
+    """The verdict's reason in one line: a "not comparable" verdict's first condition with how many more
+    failed, otherwise its explanation, cut at `width` characters."""
+    kind, _, rest = verdict.partition(": ")
+    if kind == "not comparable":
+        reasons = rest.split("; ")
+        rest = reasons[0] + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+    return rest if len(rest) <= width else rest[: width - 1].rstrip() + "…"
 
 
 @dataclass
@@ -48,19 +50,24 @@ class DetailRow:
     published: str
     published_on: str
     source: str
+    source_href: str | None  # the paper's PDF, where the source table is
     outcome: str
     verdict: str
 
     @classmethod
-    def of(cls, row: Row) -> DetailRow:
+    def of(cls, row: Row, pdf: str | None = None) -> DetailRow:
         ours = fmt(row.ours)
         if ours:
             ours += (f" ± {fmt(row.ours_std)}" if row.ours_std is not None else "") + f" (n={row.n_seeds})"
-        return cls(variant=row.variant, metric=row.metric, ours=ours,
-                   ours_on=f"{row.dataset}/{row.split}" if row.dataset else "",
-                   published=fmt(row.published),
-                   published_on=f"{row.published_dataset}/{row.published_split}" if row.published_dataset else "",
-                   source=row.published_source, outcome=outcome(row.verdict), verdict=row.verdict)
+        return cls(variant=row.variant, metric=row.metric, ours=ours, ours_on=_on(row.dataset, row.split),
+                   published=fmt(row.published), published_on=_on(row.published_dataset, row.published_split),
+                   source=row.published_source, source_href=pdf if row.published_source else None,
+                   outcome=outcome(row.verdict), verdict=row.verdict)
+
+
+def _on(dataset: str, split: str) -> str:
+    """"librispeech/test-clean"; a dataset-free measurement (split "-") names only its input."""
+    return "/".join(p for p in (dataset, split) if p and p != "-") or ("dataset-free" if dataset else "")
 
 
 @dataclass
@@ -97,14 +104,20 @@ class Page:
     concepts: list[dict]
 
 
-def paper_links(paper: str, refs: References, source_sections: list[str]) -> list[Link]:
-    links = []
+def pdf_url(refs: References) -> str | None:
     found = ARXIV.search(refs.citation)
-    if found:
-        links.append(Link(f"arXiv {found[1]}", f"https://arxiv.org/abs/{found[1]}"))
-        tables = ", ".join(dict.fromkeys(source_sections))
-        if tables:
-            links.append(Link(f"PDF ({tables})", f"https://arxiv.org/pdf/{found[1]}"))
+    return f"https://arxiv.org/pdf/{found[1]}" if found else None
+
+
+def paper_links(paper: str, refs: References) -> list[Link]:
+    """The paper's arXiv page, its PDF named with the tables the published numbers come from, and our copy
+    of those numbers (references/<paper>.yaml, relative to reports/comparison.html)."""
+    links = []
+    pdf = pdf_url(refs)
+    if pdf:
+        links.append(Link(f"arXiv {pdf.rsplit('/', 1)[1]}", pdf.replace("/pdf/", "/abs/")))
+        tables = ", ".join(dict.fromkeys(m[0] for e in refs.entries if (m := TABLE.match(e.source))))
+        links.append(Link(f"PDF ({tables})" if tables else "PDF", pdf))
     links.append(Link("published numbers (references)", f"../references/{paper}.yaml"))
     return links
 
@@ -169,13 +182,14 @@ def section(paper: str, rows: list[Row], refs: References, provenance: dict, rec
             recipe_status: str, reports: Path, experiment_id: str | None) -> Section:
     shown, folded = fold(rows)
     found = figures(paper, reports)
+    pdf = pdf_url(refs)
     return Section(
         paper=paper, title=provenance.get("title", paper), citation=refs.citation,
-        links=paper_links(paper, refs, [e.source.split(",")[0] for e in refs.entries]),
+        links=paper_links(paper, refs),
         note=refs.note or "", claims=list(refs.claims), data=describe_data(provenance),
-        headline=DetailRow.of(headline_row(rows, refs.compared())), recipe_status=recipe_status,
+        headline=DetailRow.of(headline_row(rows, refs.compared()), pdf), recipe_status=recipe_status,
         recipe_diff=recipe_diff(provenance.get("config"), recipe), departures=list(provenance.get("departures", [])),
-        rows=[DetailRow.of(r) for r in shown], folded=[DetailRow.of(r) for r in folded],
+        rows=[DetailRow.of(r, pdf) for r in shown], folded=[DetailRow.of(r, pdf) for r in folded],
         figures=found[:MAX_FIGURES], more_figures=found[MAX_FIGURES:], runs=run_links(provenance, experiment_id),
     )
 
