@@ -14,7 +14,7 @@ from mmrepro.report.references import References
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 MAX_FIGURES = 8  # per paper on the page; the rest are listed as links (a smoke run writes dozens of samples)
 ARXIV = re.compile(r"arXiv[: ]+(\d{4}\.\d{4,5})")
-TABLE = re.compile(r"^(Table|Tab\.|Figure|Fig\.|Section|Sec\.)\s*[\w.]+")  # "Table 2" of a published entry's source
+TABLE = re.compile(r"\b(Table|Tab\.|Figure|Fig\.|Section|Sec\.)\s*[\w.]+")  # "Table 2" in a published entry's source
 OUTCOMES = ("comparable", "not comparable", "not measured", "no published number")
 
 
@@ -50,7 +50,7 @@ class DetailRow:
     published: str
     published_on: str
     source: str
-    source_href: str | None  # the paper's PDF, where the source table is
+    source_href: str | None  # the paper's PDF when the source is one of its tables or figures (not a blog)
     outcome: str
     verdict: str
 
@@ -61,7 +61,7 @@ class DetailRow:
             ours += (f" ± {fmt(row.ours_std)}" if row.ours_std is not None else "") + f" (n={row.n_seeds})"
         return cls(variant=row.variant, metric=row.metric, ours=ours, ours_on=_on(row.dataset, row.split),
                    published=fmt(row.published), published_on=_on(row.published_dataset, row.published_split),
-                   source=row.published_source, source_href=pdf if row.published_source else None,
+                   source=row.published_source, source_href=pdf if TABLE.search(row.published_source) else None,
                    outcome=outcome(row.verdict), verdict=row.verdict)
 
 
@@ -116,7 +116,7 @@ def paper_links(paper: str, refs: References) -> list[Link]:
     pdf = pdf_url(refs)
     if pdf:
         links.append(Link(f"arXiv {pdf.rsplit('/', 1)[1]}", pdf.replace("/pdf/", "/abs/")))
-        tables = ", ".join(dict.fromkeys(m[0] for e in refs.entries if (m := TABLE.match(e.source))))
+        tables = ", ".join(dict.fromkeys(m[0] for e in refs.entries if (m := TABLE.search(e.source))))
         links.append(Link(f"PDF ({tables})" if tables else "PDF", pdf))
     links.append(Link("published numbers (references)", f"../references/{paper}.yaml"))
     return links
