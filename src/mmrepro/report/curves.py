@@ -29,7 +29,7 @@ def write_curves(papers: list[str], plots: Path, out_dir: Path) -> dict[str, Pat
                 loss.append(frame[["step", "loss"]].assign(panel=paper, series=series))
                 continue
             metrics = [c for c in frame.columns if c not in ("epoch", "step")]
-            long = frame.melt(id_vars=["step"], value_vars=metrics, var_name="metric", value_name="value")
+            long = frame.melt(id_vars=["step"], value_vars=metrics, var_name="metric", value_name="value").dropna()
             validation.append(long.assign(panel=paper + ": " + long.pop("metric"), series=series))
     paths = {"train_loss": out_dir / "train_loss.csv", "validation": out_dir / "validation.csv"}
     for name, frames, y in (("train_loss", loss, "loss"), ("validation", validation, "value")):
