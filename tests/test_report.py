@@ -12,7 +12,7 @@ import pytest
 from mmrepro.datasets import split_identity
 from mmrepro.report.comparison import COLUMNS, compare
 from mmrepro.report.references import References, load_references
-from mmrepro.pipeline import dvc_metrics
+from mmrepro.pipeline import dvc_metrics, results_table
 from mmrepro.report.curves import write_curves
 from mmrepro.report.render import _code, write_reports
 from mmrepro.report.results_json import results_document
@@ -250,6 +250,15 @@ def test_dvc_metrics_hold_numbers_only_with_short_keys():
                                           "transducer.librispeech.test-other.wer": 4.5, "tts.wer": 9.0}
     assert dvc_metrics(rows, ["bleu4"]) == {"transducer.wer": 2.5}  # none measured: the first result
     assert dvc_metrics(rows[:2], ["wer"]) == {"transducer.test-clean.wer": 2.5, "transducer.test-other.wer": 4.5}
+
+
+def test_evaluate_prints_a_short_results_table():
+    rows = [_result("wer", 2.5, "librispeech", "test-clean", std=0.25), _result("spice", None, "tts", "test", "main")]
+    rows[0]["n_seeds"] = 3
+    assert results_table("conformer", rows).splitlines() == [
+        "[conformer] results (mean ± std over seeds, n = seeds):",
+        "  transducer   wer                librispeech/test-clean               2.5 ± 0.25 (n=3)",
+        "  main         spice              tts/test                             not measured (n=1)"]
 
 
 def test_curves_combine_variants_and_seeds(tmp_path: Path):

@@ -223,7 +223,8 @@ def results_table(name: str, rows: list[dict]) -> str:
     lines = [f"[{name}] results (mean ± std over seeds, n = seeds):"]
     for r in rows:
         value = "not measured" if r["value"] is None else f"{r['value']:.4g}" + (f" ± {r['std']:.2g}" if r["std"] else "")
-        lines.append(f"  {r['variant']:<12} {r['metric']:<18} {r['dataset']}/{r['split']:<24} {value} (n={r['n_seeds']})")
+        on = f"{r['dataset']}/{r['split']}"
+        lines.append(f"  {r['variant']:<12} {r['metric']:<18} {on:<36} {value} (n={r['n_seeds']})")
     return "\n".join(lines)
 
 
