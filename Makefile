@@ -63,4 +63,5 @@ bench: setup
 	$(BIN)/python benchmarks/efficiency.py
 
 clean:
-	rm -rf data artifacts checkpoints reports/metrics reports/eval reports/plots reports/comparison.* mlflow.db mlartifacts
+	rm -rf data artifacts checkpoints reports/metrics reports/provenance reports/eval reports/plots reports/curves \
+	  reports/results reports/comparison.* reports/comparison_smoke.png dvc_plots mlflow.db mlartifacts

@@ -160,9 +160,10 @@ def use_smoke_profile(clone: Path, papers: list[str]) -> list[str]:
 
 
 def check_report(clone: Path, papers: list[str]) -> int:
-    lines = (clone / "reports/comparison.csv").read_text().splitlines()
-    assert "# profile: smoke" in lines, "report: not the smoke profile"
-    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    environment = json.loads((clone / "reports/comparison.json").read_text())["environment"]
+    assert environment["profile"] == "smoke", "report: not the smoke profile"
+    with (clone / "reports/comparison.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
     for paper in papers:
         measured = [r for r in rows if r["paper"] == paper and r["ours"] != ""]
         assert measured, f"report: no measured row for {paper}"
@@ -172,12 +173,16 @@ def check_report(clone: Path, papers: list[str]) -> int:
 
 
 def check_mlflow(clone: Path, papers: list[str]) -> int:
-    """One finished run per paper (and seed) in the SQLite store the run left in the mount, holding its
-    params, a loss curve and artifacts that lie in the mount too."""
+    """One finished training run per paper (and seed) in the SQLite store the run left in the mount,
+    holding its params, a loss curve and artifacts that lie in the mount too, with a finished evaluation
+    run as its child."""
     seeds = yaml.safe_load((clone / "params.yaml").read_text())["seeds"]
     client = MlflowClient(f"sqlite:///{clone / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("mmrepro")
-    runs = client.search_runs([experiment.experiment_id], "tags.dvc_stage = 'train+evaluate'", max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], "tags.dvc_stage = 'train'", max_results=1000)
+    evaluations = client.search_runs([experiment.experiment_id], "tags.dvc_stage = 'evaluate'", max_results=1000)
+    assert sorted(r.data.tags["mlflow.parentRunId"] for r in evaluations if r.info.status == "FINISHED") == sorted(
+        r.info.run_id for r in runs), "mlflow: one finished evaluation run per training run"
     assert sorted(r.data.tags["paper"] for r in runs) == sorted(papers * len(seeds)), "mlflow: runs per paper"
     for run in runs:
         name = run.data.tags["paper"]

@@ -10,14 +10,17 @@
 #   buildah               builds and runs the Dockerfile without a daemon
 #   debootstrap           makes the Debian 12 stand-in base image
 #   acl                   setfacl/getfacl: the image's user writes the mounted clone, the invoker keeps using it
+# Always, for the tests only (not in the Docker image, which runs the pipeline):
+#   chromium              headless browser: the report's layout, links and images (tests/test_smoke_all_papers.py)
 set -euo pipefail
 packages=(default-jre-headless espeak-ng flite pocketsphinx-testdata librsvg2-bin openclipart-svg)
 image_test_packages=(buildah debootstrap acl)
+test_packages=(chromium)
 if [ "${1:-}" = --image-test ]; then
   packages+=("${image_test_packages[@]}")
 fi
 missing=()
-for pkg in "${packages[@]}"; do
+for pkg in "${packages[@]}" "${test_packages[@]}"; do
   if [ "$pkg" = default-jre-headless ]; then
     command -v java >/dev/null 2>&1 || missing+=("$pkg")
   elif ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
@@ -13,7 +14,8 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from mmrepro.metrics.captions import evaluate_captions, load_coco_files, score_captions, spice_unavailable_reason
+from mmrepro.metrics.captions import (_quiet_tokenizer, evaluate_captions, load_coco_files, score_captions,
+                                      spice_unavailable_reason)
 
 PRED = {"1": "the cat sat on the mat", "2": "a dog runs"}
 REFS = {"1": ["the cat is on the mat"], "2": ["a dog runs"]}
@@ -28,6 +30,19 @@ def test_bleu_two_sentence_case_by_hand():
     assert scores["bleu2"] == pytest.approx(100 * math.sqrt(p1 * p2), abs=1e-6)
     assert scores["bleu3"] == pytest.approx(100 * (p1 * p2 * p3) ** (1 / 3), abs=1e-6)
     assert scores["bleu4"] < 0.01  # no 4-gram matches: only pycocoevalcap's 1e-15 smoothing is left
+
+
+def test_the_tokenizer_status_line_is_silenced_and_other_stderr_kept(capfd):
+    # the real Java tokenizer prints "PTBTokenizer tokenized N tokens at ... tokens per second." per call
+    PTBTokenizer().tokenize({"1": [{"caption": "a dog runs"}]})
+    assert "PTBTokenizer tokenized" in capfd.readouterr().err  # what the evaluator must hide
+    with _quiet_tokenizer():  # what score_captions wraps its two tokenizer calls in
+        tokens = PTBTokenizer().tokenize({"1": [{"caption": "a dog runs."}]})
+    assert tokens == {"1": ["a dog runs"]} and capfd.readouterr().err == ""
+    with pytest.raises(RuntimeError), _quiet_tokenizer():
+        os.write(2, b"java.lang.OutOfMemoryError\n")
+        raise RuntimeError("the tokenizer failed")
+    assert capfd.readouterr().err == "java.lang.OutOfMemoryError\n"  # a real error still reaches stderr
 
 
 def test_cider_is_positive_with_varied_references():

@@ -89,7 +89,7 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_unreachable_tracking_server_fails_fast_with_one_line_and_keeps_results(repo, monkeypatch):
-    metrics = repo / "reports/metrics" / f"{PAPER}.json"
+    metrics = repo / "reports/provenance" / f"{PAPER}.json"
     before = json.loads(metrics.read_text())
     metrics.unlink()
     shutil.rmtree(repo / "reports/eval" / PAPER)
@@ -101,10 +101,12 @@ def test_unreachable_tracking_server_fails_fast_with_one_line_and_keeps_results(
     assert proc.returncode == 1 and elapsed < 60
     assert _last_line(proc) == (
         f"mlflow: logging to {uri} failed (ConnectionRefusedError: [Errno 111] Connection refused); results kept in "
-        f"reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: python -m mmrepro.replay {PAPER}")
+        f"reports/provenance/{PAPER}.json, reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: "
+        f"python -m mmrepro.replay {PAPER}")
     assert "Traceback" not in proc.stderr
     after = json.loads(metrics.read_text())  # the results are on disk, the same numbers as before
-    assert after["summary"] == before["summary"] and after["data_fingerprint"] == before["data_fingerprint"]
+    assert after["results"] == before["results"] and after["data_fingerprint"] == before["data_fingerprint"]
+    assert (repo / "reports/metrics" / f"{PAPER}.json").is_file()
     assert (repo / "reports/eval" / PAPER / "seed0").is_dir()
 
     started = time.monotonic()
@@ -133,14 +135,15 @@ def test_unreachable_tracking_server_fails_fast_with_one_line_and_keeps_results(
 
 def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_path, monkeypatch):
     # read-only (SQLite's own mode=ro: permissions do not stop root): the run cannot be reopened
-    metrics = repo / "reports/metrics" / f"{PAPER}.json"
+    metrics = repo / "reports/provenance" / f"{PAPER}.json"
     metrics.unlink()
     uri = f"sqlite:///file:{repo / 'mlflow.db'}?mode=ro&uri=true"
     proc = _stage(repo, "evaluate", MLFLOW_TRACKING_URI=uri)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert _last_line(proc) == (
         f"mlflow: logging to {uri} failed (OperationalError: attempt to write a readonly database); results kept in "
-        f"reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: python -m mmrepro.replay {PAPER}")
+        f"reports/provenance/{PAPER}.json, reports/metrics/{PAPER}.json and reports/eval/{PAPER}/; log them later: "
+        f"python -m mmrepro.replay {PAPER}")
     assert metrics.is_file()
 
     # another store: the evaluation's logging (mmrepro.publish, run in this process to save a start-up)

@@ -88,8 +88,8 @@ def rehearsal(tmp_path_factory) -> Path:
 
 
 def _rows(root: Path) -> list[dict]:
-    lines = (root / "reports/comparison.csv").read_text().splitlines()
-    return list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    with (root / "reports/comparison.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def test_every_stage_of_every_paper_ran(rehearsal):
@@ -98,7 +98,7 @@ def test_every_stage_of_every_paper_ran(rehearsal):
     for name in params["run"]:
         for stage in ("prepare", "train", "evaluate"):
             assert f"{stage}@{name}" in lock, f"{stage}@{name} did not run"
-        metrics = json.loads((rehearsal / "reports/metrics" / f"{name}.json").read_text())
+        metrics = json.loads((rehearsal / "reports/provenance" / f"{name}.json").read_text())
         assert metrics["profile"] == "full" and metrics["results"]
         assert all(t["optimizer_steps"] == 1 and not t["completed"] for t in metrics["training"].values())
     assert "report" in lock
@@ -106,7 +106,7 @@ def test_every_stage_of_every_paper_ran(rehearsal):
 
 def test_models_are_the_papers_sizes(rehearsal):
     def config(name):
-        return json.loads((rehearsal / "reports/metrics" / f"{name}.json").read_text())["config"]
+        return json.loads((rehearsal / "reports/provenance" / f"{name}.json").read_text())["config"]
 
     assert config("conformer")["size"] == "L" and config("fast_conformer")["size"] == "L"
     vsr = config("vsr_conformer")

@@ -42,10 +42,10 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_report_has_starcapnet_rows_with_numbers(repo):
-    lines = (repo / "reports/comparison.csv").read_text().splitlines()
-    header = [line for line in lines if line.startswith("#")]
-    assert "# profile: smoke" in header and any(line.startswith("# git sha: ") for line in header)
-    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    environment = json.loads((repo / "reports/comparison.json").read_text())["environment"]
+    assert environment["profile"] == "smoke" and len(environment["git sha"].split()[0]) == 40
+    with (repo / "reports/comparison.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
     by_metric = {r["metric"]: r for r in rows if r["paper"] == PAPER}
     for metric in ("count_accuracy", "exact_match", "bleu1", "bleu4", "meteor", "rouge_l", "cider_d"):
         value = float(by_metric[metric]["ours"])
@@ -54,8 +54,9 @@ def test_report_has_starcapnet_rows_with_numbers(repo):
         assert by_metric[metric]["verdict"].startswith("no published number")
     assert by_metric["bleu1"]["scale"] == "x100" and float(by_metric["bleu1"]["ours"]) > 1.0
     assert by_metric["spice"]["ours"] == "" and by_metric["spice"]["verdict"].startswith("not measured")
-    assert (repo / "reports/comparison.md").read_text().count(f"| {PAPER} |") == len(by_metric)
-    assert "<table" in (repo / "reports/comparison.html").read_text()
+    md = (repo / "reports/comparison.md").read_text()
+    assert f"| [{PAPER}](#{PAPER}) | count_accuracy |" in md and f"\n## {PAPER}\n" in md
+    assert f'<section class="paper" id="{PAPER}">' in (repo / "reports/comparison.html").read_text()
 
 
 def test_mlflow_run_holds_params_metrics_artifacts_and_tags(repo):
@@ -87,7 +88,8 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_tags(repo):
         listing_of(client, evaluation[0].info.run_id))
     report_runs = client.search_runs([exp.experiment_id], "tags.dvc_stage = 'report'")
     assert {a.path for a in client.list_artifacts(report_runs[0].info.run_id, "report")} == {
-        "report/comparison.csv", "report/comparison.md", "report/comparison.html"}
+        "report/comparison.csv", "report/comparison.md", "report/comparison.html", "report/comparison.json",
+        "report/results"}
 
 
 def listing_of(client: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
@@ -108,14 +110,13 @@ def test_second_repro_reruns_nothing_and_params_are_per_paper_and_profile(repo):
                                                                          f"papers.{PAPER}.smoke"}
     metrics = _run([str(VENV_BIN / "dvc"), "metrics", "show", "--json"], repo)
     assert f"reports/metrics/{PAPER}.json" in metrics
-    # an edit to another profile's config leaves this paper's stages up to date; only the (cheap)
-    # report, which reads the whole `papers` section, is stale (and locate, which is always run, and
-    # validate, which checks any edit of params.yaml)
+    # an edit to another profile's config leaves every stage up to date (locate is always run; validate checks
+    # any edit of params.yaml; the report reads each paper's config from its provenance file, not `papers`)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["papers"][PAPER]["full"]["epochs"] = 99
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run([str(VENV_BIN / "dvc"), "status", "--json"], repo)
-    assert sorted(json.loads(status.strip().splitlines()[-1])) == [f"locate@{PAPER}", "report", "validate"]
+    assert sorted(json.loads(status.strip().splitlines()[-1])) == [f"locate@{PAPER}", "validate"]
 
 
 def test_smoke_wall_time_is_recorded(repo):

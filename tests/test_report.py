@@ -3,21 +3,27 @@ completion; delta only then. Every other case names the condition that failed.""
 
 from __future__ import annotations
 
-import csv
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mmrepro.datasets import split_identity
 from mmrepro.report.comparison import COLUMNS, compare
 from mmrepro.report.references import References, load_references
-from mmrepro.report.render import write_reports
+from mmrepro.pipeline import dvc_metrics, results_table
+from mmrepro.report.curves import write_curves
+from mmrepro.report.render import _code, write_reports
+from mmrepro.report.results_json import results_document
+from mmrepro.report.sections import Page, count_outcomes, headline_row, outcome, reason, section
+from mmrepro.report.stage import concepts
 
 from .conftest import REPO
 
 REFS = References.model_validate({
     "short": "Gulati et al. 2020",
-    "citation": "Gulati et al., Conformer, Interspeech 2020",
+    "citation": "Gulati et al., Conformer, Interspeech 2020 (arXiv 2005.08100)",
     "entries": [
         {"metric": "wer", "value": 2.1, "scale": "x100", "dataset": "librispeech", "split": "test-clean",
          "source": "Table 2, L, no LM", "confidence": "confirmed", "variant": "transducer"},
@@ -150,21 +156,122 @@ def test_unavailable_metric_is_a_row_with_its_reason():
     assert compare("p", {"results": [result]}, refs)[0].verdict == "not measured: CoreNLP jars missing"
 
 
-def test_written_files_have_the_required_columns_and_environment(tmp_path: Path):
-    rows = _compare(_metrics(_result("wer", 2.5, "librispeech", "test-clean")))
+def _page(rows, tmp_path: Path, experiment_id=None, tracking_uri="sqlite:///x.db"):
+    provenance = {"paper": "conformer", "title": "Gulati et al. 2020, Conformer", "dataset": "librispeech",
+                  "splits": {"train": 10, "test-clean": 2}, "config": {**RECIPE, "batch_size": 8},
+                  "departures": ["greedy decoding"], "mlflow_runs": {"0": "abc123"}, "tracking_uri": tracking_uri}
+    sec = section("conformer", rows, REFS, provenance, RECIPE, "differs (batch_size)", tmp_path, experiment_id)
     env = {"date": "2026-01-01", "git sha": "abc", "python": "3.11", "torch": "2", "cuda": "none",
            "device": "cpu", "profile": "cpu"}
-    paths = write_reports(rows, env, ["a note"], tmp_path)
-    lines = paths["csv"].read_text().splitlines()
-    assert [line for line in lines if line.startswith("#")][-1] == "# profile: cpu"
-    table = list(csv.DictReader(line for line in lines if not line.startswith("#")))
-    assert tuple(table[0]) == COLUMNS
-    assert {"paper", "metric", "dataset", "split", "ours", "ours_std", "n_seeds", "n_samples", "published",
-            "published_source", "delta", "recipe", "verdict"} <= set(COLUMNS)
-    assert float(table[0]["delta"]) == pytest.approx(0.4) and table[0]["n_samples"] == "2"
-    md = paths["md"].read_text()
-    assert "device    cpu" in md and "| conformer | transducer | wer | librispeech | test-clean | 2.5 |  | 1 | 2 |" in md
-    assert "<th>git sha</th><td>abc</td>" in paths["html"].read_text()
+    return Page(environment=env, counts=count_outcomes(rows), sections=[sec], concepts=concepts(["conformer"]))
+
+
+def test_written_files_plain_csv_json_and_the_same_page_in_md_and_html(tmp_path: Path):
+    rows = _compare(_metrics(_result("wer", 2.5, "librispeech", "test-clean"),
+                             _result("wer", 9.0, "librispeech", "test-clean", variant="ctc")))
+    (tmp_path / "plots/conformer").mkdir(parents=True)
+    (tmp_path / "plots/conformer/curves_seed0.png").write_bytes(b"png")
+    paths = write_reports(rows, _page(rows, tmp_path), tmp_path)
+    frame = pd.read_csv(paths["csv"])  # plain CSV: pandas' defaults read it
+    assert tuple(frame.columns) == COLUMNS and len(frame) == 3
+    assert frame.loc[0, "delta"] == pytest.approx(0.4) and frame.loc[0, "n_samples"] == 2
+    saved = json.loads(paths["json"].read_text())
+    assert saved["environment"]["profile"] == "cpu" and len(saved["rows"]) == 3
+    assert saved["counts"] == {"comparable": 1, "not comparable": 0, "not measured": 1, "no published number": 1}
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    summary = "| [conformer](#conformer) | wer (transducer) | 2.5 (n=1) | 2.1 | comparable |  |"
+    assert summary in md and "device    cpu" in md
+    assert '<td><a href="#conformer">conformer</a></td>' in page and "<th>git sha</th><td>abc</td>" in page
+    for text in (md, page):
+        # the paper and its source tables are links; the curve is shown; the run id is printed
+        assert "https://arxiv.org/abs/2005.08100" in text and "https://arxiv.org/pdf/2005.08100" in text
+        assert "../references/conformer.yaml" in text and "plots/conformer/curves_seed0.png" in text
+        assert "abc123" in text and "batch_size" in text and "greedy decoding" in text
+    assert '<img src="plots/conformer/curves_seed0.png"' in page
+    # shown: the measured test-clean comparison and the unmeasured test-other entry; folded: ctc (no number)
+    shown, folded = page.split("<details><summary>1 more row(s)")
+    assert shown.count('<tr class="comparable">') == 1 and shown.count('<tr class="not-measured">') == 1
+    assert folded.split("</details>")[0].count('<tr class="no-published-number">') == 1
+    assert str(_code("run `dvc repro` <now>")) == "run <code>dvc repro</code> &lt;now&gt;"  # notes' backticks
+
+
+def test_mlflow_links_only_for_a_tracking_server(tmp_path: Path):
+    rows = _compare(_metrics(_result("wer", 2.5, "librispeech", "test-clean")))
+    local = _page(rows, tmp_path, experiment_id="7").sections[0]
+    assert local.runs == [("0", "abc123", None)]
+    served = _page(rows, tmp_path, experiment_id="7", tracking_uri="http://127.0.0.1:5000/").sections[0]
+    assert served.runs == [("0", "abc123", "http://127.0.0.1:5000/#/experiments/7/runs/abc123")]
+
+
+def test_headline_prefers_a_measured_row_with_a_published_number():
+    rows = _compare(_metrics(_result("cer", 1.0, "librispeech", "test-clean"),
+                             _result("wer", 9.0, "librispeech", "test-clean", variant="ctc"),
+                             _result("wer", 2.5, "librispeech", "test-other")))
+    head = headline_row(rows, ["wer"])
+    assert (head.metric, head.variant, head.published_split, head.ours) == ("wer", "transducer", "test-other", 2.5)
+    assert headline_row(rows, ["cer"]).ours == 1.0  # the first compared metric, even without a published number
+
+
+def test_verdict_reason_is_one_line():
+    assert reason("not comparable: a; b; c") == "a (+2 more)" and reason("comparable") == ""
+    assert reason("no published number: a; b") == "a; b" and reason("not measured: " + "x" * 200) == "x" * 119 + "…"
+    assert outcome("not measured by this pipeline") == "not measured"
+
+
+def test_concepts_name_registered_papers_and_cover_every_paper():
+    from mmrepro.papers import REGISTRY
+
+    listed = concepts(list(REGISTRY))
+    assert {c["concept"] for c in listed} == {"Representation", "Translation", "Alignment", "Fusion", "Co-learning"}
+    named = {p["paper"] for c in listed for p in c["papers"]}
+    assert named == set(REGISTRY) and all(p["in_report"] for c in listed for p in c["papers"])
+
+
+def test_lm_eval_shaped_results_file():
+    provenance = {"paper": "conformer", "git_sha": "abc", "config": RECIPE, "seeds": [0, 1], "data_fingerprint": "f" * 64,
+                  "identity": {"librispeech/test-clean": OFFICIAL_ID}, "packages": {"torch": "2.14.1"},
+                  "results": [{"variant": "transducer", "metric": "wer", "dataset": "librispeech", "split": "test-clean",
+                               "value": 2.5, "std": 0.2, "n_seeds": 2, "per_seed": {"0": 2.36, "1": 2.64},
+                               "n_samples": 2, "scale": "x100", "higher_is_better": False, "details": {}}]}
+    doc = results_document(provenance)
+    task = "conformer/transducer/librispeech/test-clean"
+    assert doc["results"][task]["wer,none"] == 2.5
+    assert doc["results"][task]["wer_stderr,none"] == pytest.approx(0.2 / 2 ** 0.5)
+    assert doc["versions"][task] == OFFICIAL_ID["sha256"][:12] and doc["n-samples"][task]["effective"] == 2
+    assert doc["config"]["model_args"] == RECIPE and doc["git_hash"] == "abc"
+    assert doc["package_versions"] == {"torch": "2.14.1"}
+
+
+def test_dvc_metrics_hold_numbers_only_with_short_keys():
+    rows = [_result("wer", 2.5, "librispeech", "test-clean"), _result("wer", 4.5, "librispeech", "test-other"),
+            _result("cer", 1.0, "librispeech", "test-clean"), _result("wer", 9.0, "tts", "test", variant="main"),
+            _result("spice", None, "tts", "test")]
+    assert dvc_metrics(rows, ["wer"]) == {"transducer.librispeech.test-clean.wer": 2.5,
+                                          "transducer.librispeech.test-other.wer": 4.5, "tts.wer": 9.0}
+    assert dvc_metrics(rows, ["bleu4"]) == {"transducer.wer": 2.5}  # none measured: the first result
+    assert dvc_metrics(rows[:2], ["wer"]) == {"transducer.test-clean.wer": 2.5, "transducer.test-other.wer": 4.5}
+
+
+def test_evaluate_prints_a_short_results_table():
+    rows = [_result("wer", 2.5, "librispeech", "test-clean", std=0.25), _result("spice", None, "tts", "test", "main")]
+    rows[0]["n_seeds"] = 3
+    assert results_table("conformer", rows).splitlines() == [
+        "[conformer] results (mean ± std over seeds, n = seeds):",
+        "  transducer   wer                librispeech/test-clean               2.5 ± 0.25 (n=3)",
+        "  main         spice              tts/test                             not measured (n=1)"]
+
+
+def test_curves_combine_variants_and_seeds(tmp_path: Path):
+    plots = tmp_path / "plots"
+    (plots / "p").mkdir(parents=True)
+    for seed in (0, 1):
+        (plots / "p" / f"train_loss_ctc_seed{seed}.csv").write_text("step,loss\n0,2.0\n1,1.0\n")
+        (plots / "p" / f"val_ctc_seed{seed}.csv").write_text("epoch,step,wer,cer\n1,2,50.0,20.0\n")
+    paths = write_curves(["p"], plots, tmp_path / "curves")
+    loss, val = pd.read_csv(paths["train_loss"]), pd.read_csv(paths["validation"])
+    assert list(loss.columns) == ["panel", "series", "step", "loss"] and len(loss) == 4
+    assert set(loss.series) == {"ctc seed0", "ctc seed1"}
+    assert set(val.panel) == {"p: wer", "p: cer"} and val[val.panel == "p: wer"].value.tolist() == [50.0, 50.0]
 
 
 def test_every_registered_paper_has_a_valid_references_file():

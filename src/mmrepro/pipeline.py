@@ -8,7 +8,8 @@ Paths (all relative to the repo root, which is DVC's working directory):
                                   seed<k>/mlflow_run.json (the run of the last attempt and its fingerprint)
     reports/plots/<paper>/        train: loss and validation curves (CSV, DVC plots)
     reports/eval/<paper>/         evaluate: predictions, per-example scores, images (seed<k>/)
-    reports/metrics/<paper>.json  evaluate: the paper's results, aggregated over seeds
+    reports/provenance/<paper>.json  evaluate: the results aggregated over seeds and what produced them
+    reports/metrics/<paper>.json  evaluate: numbers only, the means users compare (DVC's metrics view)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mmrepro.environment import environment, pick_device
 from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
+from mmrepro.report.references import load_references
 from mmrepro.provenance import code_hash, data_fingerprint, run_fingerprint, verify_data, write_manifest
 from mmrepro.tracking import (
     MetricBuffer,
@@ -282,10 +284,39 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
     return rows
 
 
+def provenance_path(name: str) -> Path:
+    return Path("reports/provenance") / f"{name}.json"
+
+
+def dvc_metrics(rows: list[dict], compared: list[str]) -> dict[str, float]:
+    """The numbers `dvc metrics show` / `dvc exp show` list: the means of the metrics users compare
+    (`References.compared`), keyed `[variant.][dataset.][split.]metric`, naming a dataset or split only
+    where there are several (short keys keep `dvc metrics show` within 200 columns)."""
+    measured = [r for r in rows if r["value"] is not None]
+    chosen = [r for r in measured if r["metric"] in compared] or measured[:1]
+    several_datasets = len({r["dataset"] for r in chosen}) > 1
+    splits: dict[str, set] = {}
+    for r in chosen:
+        splits.setdefault(r["dataset"], set()).add(r["split"])
+    return {".".join(p for p in (r["variant"] if r["variant"] != "main" else "", r["dataset"] if several_datasets else "",
+                                 r["split"] if len(splits[r["dataset"]]) > 1 else "", r["metric"]) if p):
+            round(r["value"], 4) for r in chosen}
+
+
+def results_table(name: str, rows: list[dict]) -> str:
+    """What evaluate prints: one line per result, mean ± std over seeds."""
+    lines = [f"[{name}] results (mean ± std over seeds, n = seeds):"]
+    for r in rows:
+        value = "not measured" if r["value"] is None else f"{r['value']:.4g}" + (f" ± {r['std']:.2g}" if r["std"] else "")
+        on = f"{r['dataset']}/{r['split']}"
+        lines.append(f"  {r['variant']:<12} {r['metric']:<18} {on:<36} {value} (n={r['n_seeds']})")
+    return "\n".join(lines)
+
+
 def evaluate(params: Params, name: str) -> dict:
     """Score every seed's models on the test sets; results are on disk (reports/eval/<paper>/,
-    reports/metrics/<paper>.json) before the first MLflow call, then logged by `publish_evaluation`.
-    An MLflow failure after that is one line (TrackingError) naming what was kept and the replay command."""
+    reports/provenance/<paper>.json, reports/metrics/<paper>.json) before the first MLflow call, then
+    logged by `publish_evaluation`. An MLflow failure after that is one line (TrackingError) naming what was kept and the replay command."""
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info, data_fp = verified_inputs(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
@@ -309,6 +340,7 @@ def evaluate(params: Params, name: str) -> dict:
                 per_seed[seed] = paper.evaluate(models, cfg, data_dir(name), seed_out, seed)
     env = environment()
     rows = _aggregate(per_seed)
+    # provenance: what produced the numbers (the report's input); the metrics file: numbers only (DVC's view)
     record = {
         "paper": name, "title": paper.title, "profile": params.profile, "seeds": params.seeds,
         "dataset": info["dataset"], "splits": info["splits"], "data_fingerprint": data_fp,
@@ -317,17 +349,15 @@ def evaluate(params: Params, name: str) -> dict:
         "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"),
         "departures": paper.departures(cfg), "training": trained.get("training", {}),
         **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
-        "mlflow_runs": trained["runs"],
-        # flat view for `dvc metrics show`
-        "summary": {metric_key(r["variant"] if r["variant"] != "main" else "", r["dataset"], r["split"], r["metric"])
-                    .replace("/", "."): round(r["value"], 4) for r in rows if r["value"] is not None},
-        "results": rows,
+        "mlflow_runs": trained["runs"], "tracking_uri": trained.get("tracking_uri"), "results": rows,
     }
-    write_json_atomic(metrics_path, record)
+    write_json_atomic(provenance_path(name), record)
+    write_json_atomic(metrics_path, dvc_metrics(rows, load_references(name).compared()))
+    print(results_table(name, rows))
     from mmrepro.publish import publish_evaluation, tracking_failure  # loads mlflow: only now, results are on disk
 
     set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
-    with tracking_failure(f"results kept in {metrics_path} and reports/eval/{name}/; log them later: "
+    with tracking_failure(f"results kept in {provenance_path(name)}, {metrics_path} and reports/eval/{name}/; log them later: "
                           f"python -m mmrepro.replay {name}"):
         publish_evaluation(params, name)
     return record

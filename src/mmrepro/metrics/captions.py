@@ -15,7 +15,13 @@ only constructed once the jars are found.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +98,29 @@ def load_coco_files(res_path: Path, ann_path: Path) -> tuple[dict[str, str], dic
     return predictions, references
 
 
+_TOKENIZER_STATUS = re.compile(rb"^PTBTokenizer tokenized \d+ tokens at [\d.]+ tokens per second\.$")
+
+
+@contextmanager
+def _quiet_tokenizer() -> Iterator[None]:
+    """Drop the status line the PTB tokenizer's Java process prints to stderr on every call (it interleaves
+    with progress bars); everything else it prints, e.g. a Java error, is passed on to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True)
+                    if not _TOKENIZER_STATUS.match(line.strip())]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def score_captions(predictions: dict[str, str], references: dict[str, list[str]]) -> CaptionScores:
     """Score `predictions[image_id]` against `references[image_id]` (>= 1 caption each)."""
     if not predictions:
@@ -104,9 +133,10 @@ def score_captions(predictions: dict[str, str], references: dict[str, list[str]]
     java_or_raise()
 
     tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({i: [{"caption": c} for c in refs] for i, refs in references.items()})
-    # An empty hypothesis would crash METEOR's protocol; score it as a single unknown token.
-    res = tokenizer.tokenize({i: [{"caption": c if c.strip() else "<empty>"}] for i, c in predictions.items()})
+    with _quiet_tokenizer():
+        gts = tokenizer.tokenize({i: [{"caption": c} for c in refs] for i, refs in references.items()})
+        # An empty hypothesis would crash METEOR's protocol; score it as a single unknown token.
+        res = tokenizer.tokenize({i: [{"caption": c if c.strip() else "<empty>"}] for i, c in predictions.items()})
     ids = sorted(gts)
     gts = {i: gts[i] for i in ids}
     res = {i: res[i] for i in ids}

@@ -5,6 +5,8 @@ Schema of `references/<paper>.yaml`:
     citation: "Authors, Title, Venue Year (arXiv id)"
     note: "optional: why there is nothing to compare against, or how the entries were sourced"
     recipe: {epochs: 100, ...}     # optional: the full profile's config as shipped = the paper's recipe
+    headline: [wer, cer]           # optional: the metrics users compare (the summary's headline is the first;
+                                   # DVC's metrics view lists these); default: the published entries' metrics
     claims:                        # optional: claims the paper makes without table values (plots);
       - "..."                      # listed under the report's notes, once, not on every row
     entries:                       # may be empty
@@ -52,6 +54,11 @@ class References(BaseModel):
     # (tests/test_recipes.py keeps the two equal). A run whose resolved config differs in any key is
     # `not comparable: recipe differs (<keys>)`. Empty: the paper states no recipe we replicate.
     recipe: dict[str, Any] = Field(default_factory=dict)
+    headline: list[str] = Field(default_factory=list)
+
+    def compared(self) -> list[str]:
+        """The metrics users compare for this paper, headline first."""
+        return self.headline or list(dict.fromkeys(e.metric for e in self.entries))
 
 
 def load_references(paper: str, root: Path = Path("references")) -> References:
