@@ -316,7 +316,8 @@ def results_table(name: str, rows: list[dict]) -> str:
 def evaluate(params: Params, name: str) -> dict:
     """Score every seed's models on the test sets; results are on disk (reports/eval/<paper>/,
     reports/provenance/<paper>.json, reports/metrics/<paper>.json) before the first MLflow call, then
-    logged by `publish_evaluation`. An MLflow failure after that is one line (TrackingError) naming what was kept and the replay command."""
+    logged by `publish_evaluation`. An MLflow failure after that is one line (TrackingError) naming what was
+    kept and the replay command."""
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info, data_fp = verified_inputs(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
