@@ -130,7 +130,11 @@ def test_unreachable_tracking_server_fails_fast_with_one_line_and_keeps_results(
     history = _client(repo).get_metric_history(run_id, key)
     bleu1 = next(r for r in after["results"] if r["metric"] == "bleu1")["per_seed"]["0"]
     assert [(m.step, round(m.value, 9)) for m in history] == [(0, round(bleu1, 9))]
-    assert _runs(repo) == {run_id: "FINISHED"}
+    # the training run and one evaluation run, its child: the replay of the same results continued it
+    runs = _runs(repo)
+    [evaluation] = [r for r in runs if r != run_id]
+    assert runs == {run_id: "FINISHED", evaluation: "FINISHED"}
+    assert _client(repo).get_run(evaluation).data.tags["mlflow.parentRunId"] == run_id
 
 
 def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_path, monkeypatch):
@@ -153,7 +157,10 @@ def test_read_only_store_keeps_results_and_another_store_gets_a_run(repo, tmp_pa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     publish_evaluation(load_params("params.yaml"), PAPER)
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mmrepro").experiment_id])
+    experiment = client.get_experiment_by_name("mmrepro").experiment_id
+    (run,) = client.search_runs([experiment], "tags.dvc_stage = 'train'")
+    (evaluation,) = client.search_runs([experiment], "tags.dvc_stage = 'evaluate'")
+    assert evaluation.data.tags["mlflow.parentRunId"] == run.info.run_id
     trained = json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())
     assert run.info.status == "FINISHED" and run.info.run_id != trained["runs"]["0"]
     assert run.data.tags["mmrepro.fingerprint"] == trained["fingerprints"]["0"]

@@ -102,7 +102,7 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
     """Log reports/{provenance,metrics}/<paper>.json and reports/eval/<paper>/ for each seed: an evaluation run, a child
     of the seed's training run (so the training run's duration stays the training's), with the test splits
     as dataset inputs, the test metrics and the evaluation files; the test metrics are also copied onto the
-    training run (without reopening it) for the runs table. {seed: evaluation run id}."""
+    training run (without reopening it) for the runs table. {seed: training run id}."""
     metrics_path = Path("reports/metrics") / f"{name}.json"
     provenance_path = Path("reports/provenance") / f"{name}.json"
     record = json.loads(provenance_path.read_text())
@@ -146,7 +146,7 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
                 mlflow.log_artifacts(str(seed_out), artifact_path="evaluation")
             mlflow.log_artifact(str(metrics_path), artifact_path="metrics")
             mlflow.log_artifact(str(provenance_path), artifact_path="provenance")
-            logged[key] = run.info.run_id
+        logged[key] = train_run
         copies = MetricBuffer(train_run, continued=True)  # beside the training run's params in the runs table
         for metric, value in test_metrics.items():
             copies.log(metric, value, 0)
