@@ -21,7 +21,6 @@ machine are upper bounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -126,10 +125,10 @@ def main() -> None:
     record = {"threads": args.threads, "repeats": args.repeats, "load_avg": os.getloadavg(), "torch": torch.__version__,
               "size": {"d": D, "layers": LAYERS, "heads": HEADS, "kernel": KERNEL, "dropout": DROPOUT, "batch": BATCH,
                        "frames": FRAMES}, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(args.out)
+    sys.path.insert(0, str(ROOT / "src"))
+    from mmrepro.fileio import write_json_atomic
+
+    write_json_atomic(args.out, record)
 
 
 if __name__ == "__main__":

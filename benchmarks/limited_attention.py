@@ -20,7 +20,6 @@ the log-log slope of time against T over the last lengths (1 = linear). Results 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -107,10 +106,10 @@ def main() -> None:
           + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items() if v is not None))
     record = {"threads": args.threads, "repeats": args.repeats, "load_avg": os.getloadavg(), "d": D, "heads": HEADS,
               "w": W, "rows": rows, "slopes": slopes}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(args.out)
+    sys.path.insert(0, str(ROOT / "src"))
+    from mmrepro.fileio import write_json_atomic
+
+    write_json_atomic(args.out, record)
 
 
 if __name__ == "__main__":

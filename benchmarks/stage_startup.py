@@ -90,10 +90,10 @@ def main() -> None:
         print(f"total CPU s ({key}, sum of medians): {sum(r[f'{key}_cpu_s'] for r in rows):.1f}")
     record = {"python": sys.version.split()[0], "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(),
               "repeats": args.repeats, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(args.out)
+    sys.path.insert(0, str(ROOT / "src"))
+    from mmrepro.fileio import write_json_atomic
+
+    write_json_atomic(args.out, record)
 
 
 if __name__ == "__main__":

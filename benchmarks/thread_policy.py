@@ -120,10 +120,10 @@ def main() -> None:
     print(f"load average (1 min) during the runs: {min(loads):.1f} .. {max(loads):.1f}; cpu_count {os.cpu_count()}")
     record = {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "competitors": args.competitors,
               "steps": args.steps, "repeats": args.repeats, "load_avg_range": [min(loads), max(loads)], "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(args.out)
+    sys.path.insert(0, str(ROOT / "src"))
+    from mmrepro.fileio import write_json_atomic
+
+    write_json_atomic(args.out, record)
 
 
 if __name__ == "__main__":
