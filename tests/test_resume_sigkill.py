@@ -1,7 +1,7 @@
 """Exact mid-epoch resume through the real pipeline: `dvc repro` (smoke profile, one small paper, a step
 checkpoint after every optimizer step) in a temporary git repo; the real train stage process is SIGKILLed
-mid-epoch; a second `dvc repro` resumes from the step checkpoint; its metrics file equals, byte for byte,
-the one of an uninterrupted run of the same repo (MLflow run ids aside: each run has its own)."""
+mid-epoch; a second `dvc repro` resumes from the step checkpoint; its metrics and provenance files equal, byte
+for byte, those of an uninterrupted run of the same repo (MLflow run ids aside: each run has its own)."""
 
 from __future__ import annotations
 
@@ -57,12 +57,13 @@ def _run_and_kill_mid_epoch(root: Path, checkpoint: Path) -> None:
             dvc.kill()
 
 
-def _without_run_ids(path: Path) -> bytes:
-    """The metrics file's bytes with its MLflow run ids blanked (a new run has a new id)."""
-    text = path.read_bytes()
-    for run_id in yaml.safe_load(text)["mlflow_runs"].values():
-        text = text.replace(run_id.encode(), b"<run id>")
-    return text
+def _results(root: Path) -> tuple[bytes, bytes]:
+    """The metrics file's bytes, and the provenance file's with its MLflow run ids blanked (a new run has a
+    new id)."""
+    provenance = (root / "reports" / "provenance" / f"{PAPER}.json").read_bytes()
+    for run_id in yaml.safe_load(provenance)["mlflow_runs"].values():
+        provenance = provenance.replace(run_id.encode(), b"<run id>")
+    return (root / "reports" / "metrics" / f"{PAPER}.json").read_bytes(), provenance
 
 
 def test_sigkill_mid_epoch_then_dvc_repro_gives_the_uninterrupted_metrics(tmp_path):
@@ -81,11 +82,11 @@ def test_sigkill_mid_epoch_then_dvc_repro_gives_the_uninterrupted_metrics(tmp_pa
     assert killed_at["epoch"] == 0 and 0 < killed_at["batch"] < BATCHES  # mid-epoch 1, not at its end
     resumed_log = _dvc(root, "repro", TARGET)
     assert f"resuming from epoch 0, micro-batch {killed_at['batch']} of epoch 1" in resumed_log
-    resumed = _without_run_ids(root / "reports" / "metrics" / f"{PAPER}.json")
+    resumed = _results(root)
 
     for stage in ("train", "evaluate"):  # the same repo, trained from scratch without a kill
         if stage == "train":
             checkpoint.unlink()
         _dvc(root, "repro", "--force", "--single-item", f"{stage}@{PAPER}")
-    straight = _without_run_ids(root / "reports" / "metrics" / f"{PAPER}.json")
-    assert b'"training"' in straight and resumed == straight
+    straight = _results(root)
+    assert b'"training"' in straight[1] and resumed == straight
