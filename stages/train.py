@@ -15,7 +15,6 @@ from mmrepro.cli import run_stage  # noqa: E402
 from mmrepro.distributed import relaunch_under_torchrun  # noqa: E402
 
 
-
 def _train(params, args):
     relaunch_under_torchrun(params.train.nproc)  # returns only in a torchrun worker or with nproc 1
     return pipeline.train(params, *args)

@@ -57,6 +57,22 @@ def artifacts_dir(name: str) -> Path:
     return Path("artifacts") / name
 
 
+def plots_dir(name: str) -> Path:
+    return Path("reports/plots") / name
+
+
+def eval_dir(name: str) -> Path:
+    return Path("reports/eval") / name
+
+
+def provenance_path(name: str) -> Path:
+    return Path("reports/provenance") / f"{name}.json"
+
+
+def metrics_path(name: str) -> Path:
+    return Path("reports/metrics") / f"{name}.json"
+
+
 def read_info(name: str) -> dict:
     path = data_dir(name) / "info.json"
     if not path.is_file():
@@ -205,7 +221,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
     runs: dict[int, str] = {}
     fingerprints: dict[str, str] = {}
     training: dict[str, dict] = {}  # "seed<k>/<variant>" -> how far training went (for the verdict)
-    with atomic_dir(artifacts_dir(name)) as out, atomic_dir(Path("reports/plots") / name) as plots:
+    with atomic_dir(artifacts_dir(name)) as out, atomic_dir(plots_dir(name)) as plots:
         for seed in params.seeds:
             ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
             run_id_file = ckpt_dir / "mlflow_run.json"
@@ -284,10 +300,6 @@ def _aggregate(per_seed: dict[int, list[Result]]) -> list[dict]:
     return rows
 
 
-def provenance_path(name: str) -> Path:
-    return Path("reports/provenance") / f"{name}.json"
-
-
 def dvc_metrics(rows: list[dict], compared: list[str]) -> dict[str, float]:
     """The numbers `dvc metrics show` / `dvc exp show` list: the means of the metrics users compare
     (`References.compared`), keyed `[variant.][dataset.][split.]metric`, naming a dataset or split only
@@ -324,8 +336,7 @@ def evaluate(params: Params, name: str) -> dict:
     paper.training_completed = all(t.get("completed", False) for t in trained.get("training", {}).values())
     device = pick_device()
     per_seed: dict[int, list[Result]] = {}
-    metrics_path = Path("reports/metrics") / f"{name}.json"
-    with atomic_dir(Path("reports/eval") / name) as out:
+    with atomic_dir(eval_dir(name)) as out:
         for seed in params.seeds:
             seed_everything(seed)
             models = {}
@@ -353,12 +364,12 @@ def evaluate(params: Params, name: str) -> dict:
         "mlflow_runs": trained["runs"], "tracking_uri": trained.get("tracking_uri"), "results": rows,
     }
     write_json_atomic(provenance_path(name), record)
-    write_json_atomic(metrics_path, dvc_metrics(rows, load_references(name).compared()))
+    write_json_atomic(metrics_path(name), dvc_metrics(rows, load_references(name).compared()))
     print(results_table(name, rows))
     from mmrepro.publish import publish_evaluation, tracking_failure  # loads mlflow: only now, results are on disk
 
     set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
-    with tracking_failure(f"results kept in {provenance_path(name)}, {metrics_path} and reports/eval/{name}/; log them later: "
+    with tracking_failure(f"results kept in {provenance_path(name)}, {metrics_path(name)} and {eval_dir(name)}/; log them later: "
                           f"python -m mmrepro.replay {name}"):
         publish_evaluation(params, name)
     return record

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from mmrepro.config import Params
 from mmrepro.errors import TrackingError
+from mmrepro.pipeline import artifacts_dir, data_dir, eval_dir, metrics_path, plots_dir, provenance_path, read_info
 from mmrepro.tracking import (
     MLFLOW_PARENT_RUN_ID,
     MetricBuffer,
@@ -73,8 +74,7 @@ def _log_training(name: str, seed: int, record: dict, buffer: MetricBuffer) -> N
     """A run created here (another store) gets what training recorded on disk: params, curves, weights."""
     log_params({"paper": name, "profile": record["profile"], "seed": seed, "dataset": record["dataset"],
                 "cfg": record["config"]})
-    plots = Path("reports/plots") / name
-    for path in sorted(plots.glob(f"*_seed{seed}.csv")):
+    for path in sorted(plots_dir(name).glob(f"*_seed{seed}.csv")):
         variant = path.stem.split("_", 2 if path.stem.startswith("train_loss") else 1)[-1].rsplit("_seed", 1)[0]
         prefix = "" if variant == "main" else variant
         with path.open() as handle:
@@ -86,9 +86,17 @@ def _log_training(name: str, seed: int, record: dict, buffer: MetricBuffer) -> N
                         if key not in ("epoch", "step"):
                             buffer.log(metric_key(prefix, "val", key), float(value), int(float(row["epoch"])))
     buffer.flush()
-    weights = Path("artifacts") / name / f"seed{seed}"
+    weights = artifacts_dir(name) / f"seed{seed}"
     if weights.is_dir():
         mlflow.log_artifacts(str(weights), artifact_path="model")
+
+
+def _log_once(run_id: str, metrics: dict[str, float], continued: bool) -> None:
+    """Step-0 points into `run_id` without reopening it; a continued run skips the points it holds."""
+    buffer = MetricBuffer(run_id, continued=continued)
+    for metric, value in metrics.items():
+        buffer.log(metric, value, 0)
+    buffer.flush()
 
 
 def _evaluation_run(client: MlflowClient, experiment: str, train_run: str, results_digest: str) -> str | None:
@@ -103,14 +111,13 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
     of the seed's training run (so the training run's duration stays the training's), with the test splits
     as dataset inputs, the test metrics and the evaluation files; the test metrics are also copied onto the
     training run (without reopening it) for the runs table. {seed: training run id}."""
-    metrics_path = Path("reports/metrics") / f"{name}.json"
-    provenance_path = Path("reports/provenance") / f"{name}.json"
-    record = json.loads(provenance_path.read_text())
-    results_digest = hashlib.sha256(provenance_path.read_bytes()).hexdigest()[:32]
+    provenance = provenance_path(name)
+    record = json.loads(provenance.read_text())
+    results_digest = hashlib.sha256(provenance.read_bytes()).hexdigest()[:32]
     fingerprints = record.get("run_fingerprints", {})
     experiment = params.mlflow.experiment
     client = MlflowClient(tracking_uri())
-    info = json.loads((Path("data") / name / "info.json").read_text())
+    info = read_info(name)
     logged = {}
     for seed in record["seeds"]:
         key = str(seed)
@@ -136,21 +143,15 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
                                      "mmrepro.results": results_digest})
         with open_run(experiment, f"{name}-{record['profile']}-seed{seed}-evaluate", previous, tags) as run:
             if previous is None:
-                log_dataset_inputs(info, Path("data") / name, ("evaluation",))
-            buffer = MetricBuffer(run.info.run_id, continued=previous is not None)
-            for metric, value in test_metrics.items():
-                buffer.log(metric, value, 0)
-            buffer.flush()
-            seed_out = Path("reports/eval") / name / f"seed{seed}"
+                log_dataset_inputs(info, data_dir(name), ("evaluation",))
+            _log_once(run.info.run_id, test_metrics, continued=previous is not None)
+            seed_out = eval_dir(name) / f"seed{seed}"
             if seed_out.is_dir():
                 mlflow.log_artifacts(str(seed_out), artifact_path="evaluation")
-            mlflow.log_artifact(str(metrics_path), artifact_path="metrics")
-            mlflow.log_artifact(str(provenance_path), artifact_path="provenance")
+            mlflow.log_artifact(str(metrics_path(name)), artifact_path="metrics")
+            mlflow.log_artifact(str(provenance), artifact_path="provenance")
+        _log_once(train_run, test_metrics, continued=True)  # beside the training run's params in the runs table
         logged[key] = train_run
-        copies = MetricBuffer(train_run, continued=True)  # beside the training run's params in the runs table
-        for metric, value in test_metrics.items():
-            copies.log(metric, value, 0)
-        copies.flush()
     return logged
 
 

@@ -205,8 +205,6 @@ def log_trained_model(model, name: str) -> str:
     loads on any machine); returns its URI (`mlflow.pytorch.load_model(uri)` loads it back where mmrepro is
     importable). Pickled, not 'pt2':
     pt2 traces forward with one example input, and our models' forward signatures differ per paper."""
-    import logging
-
     import mlflow.pytorch
     import torch
 
