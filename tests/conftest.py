@@ -76,6 +76,7 @@ def stage_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses: this venv first on PATH (DVC runs `python stages/...`)."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["SHELL"] = "/bin/sh"  # DVC runs stage commands with $SHELL: the same process tree here and on CI runners
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "mmrepro-test"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@localhost"
     env.update(extra)

@@ -32,12 +32,23 @@ def _dvc(root: Path, *args: str) -> str:
 
 
 def _train_stage(dvc: subprocess.Popen) -> psutil.Process | None:
-    """The `python stages/train.py` process under the running dvc, once it has started."""
+    """The `python stages/train.py` process under the running dvc, once it has started. Not the `sh -c` that
+    DVC may run it under (dash does not exec a -c command): killing that shell would leave the trainer running,
+    orphaned, writing checkpoints while the test reads them."""
     try:
         children = psutil.Process(dvc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return None
-    return next((p for p in children if "stages/train.py" in " ".join(p.cmdline())), None)
+    return next((p for p in children if p.name().startswith("python") and "stages/train.py" in p.cmdline()), None)
+
+
+def _trainers_in(root: Path) -> list[psutil.Process]:
+    """Running `stages/train.py` processes whose working directory is `root`."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        if "stages/train.py" in (proc.info["cmdline"] or []) and proc.info["cwd"] == str(root):
+            found.append(proc)
+    return found
 
 
 def _run_and_kill_mid_epoch(root: Path, checkpoint: Path) -> None:
@@ -52,6 +63,8 @@ def _run_and_kill_mid_epoch(root: Path, checkpoint: Path) -> None:
         assert stage is not None
         stage.send_signal(signal.SIGKILL)
         assert dvc.wait(timeout=120) != 0  # the stage failed: dvc records nothing for it
+        stage.wait(timeout=10)  # gone (psutil raises TimeoutExpired if it still runs)
+        assert not _trainers_in(root), "a trainer of this repo survived the kill"
     finally:
         if dvc.poll() is None:
             dvc.kill()
@@ -81,7 +94,8 @@ def test_sigkill_mid_epoch_then_dvc_repro_gives_the_uninterrupted_metrics(tmp_pa
     killed_at = torch.load(checkpoint, weights_only=True)
     assert killed_at["epoch"] == 0 and 0 < killed_at["batch"] < BATCHES  # mid-epoch 1, not at its end
     resumed_log = _dvc(root, "repro", TARGET)
-    assert f"resuming from epoch 0, micro-batch {killed_at['batch']} of epoch 1" in resumed_log
+    expected = f"resuming from epoch 0, micro-batch {killed_at['batch']} of epoch 1"
+    assert expected in resumed_log, f"{expected!r} not in the resumed run's log:\n{resumed_log[-4000:]}"
     resumed = _results(root)
 
     for stage in ("train", "evaluate"):  # the same repo, trained from scratch without a kill
