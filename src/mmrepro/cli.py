@@ -39,6 +39,16 @@ def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: i
     except TrackingError as exc:  # MLflow failed: what was kept on disk and how to log it later
         print(exc, file=sys.stderr)
         sys.exit(1)
-    except DatasetError as exc:  # a missing or non-official external dataset: one line, not a traceback
-        print(f"dataset: {exc}", file=sys.stderr)
+    except DatasetError as exc:  # a missing, undecodable or non-official external dataset: one line
+        print(f"dataset: {_one_line(exc)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's own message. Raised in a DataLoader worker, torch re-raises it in the main process with
+    the worker's traceback as its message ("Caught DatasetError in DataLoader worker process 0. Original
+    Traceback ... mmrepro.datasets.DatasetError: <message>"): keep the message, the traceback's last line."""
+    lines = str(exc).strip().splitlines()
+    if len(lines) > 1 and lines[0].startswith("Caught ") and ": " in lines[-1]:
+        return lines[-1].split(": ", 1)[1]
+    return str(exc)

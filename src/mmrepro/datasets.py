@@ -31,6 +31,21 @@ class DatasetError(ValueError):
     """An external dataset is missing, malformed or not the official release; the message is one line."""
 
 
+def shown_path(path: str | Path) -> str:
+    """A file as one-line errors name it: relative to the working directory (the checkout) when inside it."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def unreadable(path: str | Path, what: str, exc: BaseException) -> DatasetError:
+    """`<file>: not a readable <what> (<the decoder's reason, on one line>)`."""
+    reason = " ".join(str(exc).split()) or exc.__class__.__name__
+    return DatasetError(f"{shown_path(path)}: not a readable {what} ({reason})")
+
+
 def split_identity(items: Iterable[tuple[str, str | Sequence[str]]]) -> dict:
     """{"n": count, "sha256": fingerprint} of a split given (example id, reference text(s)) pairs.
 
@@ -149,3 +164,29 @@ def stat_fingerprint(root: Path, paths: Sequence[Path]) -> dict:
         record[rel] = {"files": len(lines), "bytes": total,
                        "sha256": hashlib.sha256("".join(lines).encode()).hexdigest()}
     return record
+
+
+def portable_paths(obj, datasets_root: Path):
+    """`obj` (JSON-like) with no absolute local path in its strings: a path under the datasets root becomes
+    `$MMREPRO_DATASETS/...` (or relative to the checkout when the root is inside it), one under the checkout
+    (the working directory) becomes relative to it. For what stages write to reports/, info.json and MLflow:
+    results must not carry one machine's folders."""
+    checkout = Path.cwd().resolve()
+    root = Path(datasets_root).resolve()
+    inside = root == checkout or checkout in root.parents
+    swaps = [(f"{checkout}/", ""), (str(checkout), ".")]
+    if not inside:  # first: the longer prefix wins when the root lies under the checkout's parent
+        swaps[:0] = [(f"{root}/", f"${ENV_ROOT}/"), (str(root), f"${ENV_ROOT}")]
+
+    def clean(value):
+        if isinstance(value, str):
+            for absolute, shown in swaps:
+                value = value.replace(absolute, shown)
+            return value
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(obj)

@@ -26,7 +26,8 @@ import torch
 
 from mmrepro.config import Params, dataset_settings, paper_config
 from mmrepro.data.loader import LoaderSettings
-from mmrepro.datasets import stat_fingerprint
+from mmrepro.data.rejects import collecting
+from mmrepro.datasets import portable_paths, stat_fingerprint
 from mmrepro.distributed import World, current_world, device_for, process_group
 from mmrepro.environment import environment, pick_device
 from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
@@ -94,7 +95,7 @@ def locate(params: Params, name: str) -> dict:
     paths = paper.external_paths(cfg)
     record: dict = {"paper": name, "profile": params.profile}
     if paths:
-        record["root"] = str(settings.root)  # as configured: no absolute local path in an output
+        record["root"] = portable_paths(str(settings.root), settings.root)  # no absolute local path in an output
         record["files"] = stat_fingerprint(settings.root, paths)
     else:
         record["files"] = None  # this profile reads no external dataset
@@ -107,16 +108,21 @@ def locate(params: Params, name: str) -> dict:
 
 
 def prepare(params: Params, name: str) -> DataInfo:
-    paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
+    settings = dataset_settings(params)
+    paper, cfg = get_paper(name, settings), paper_config(params, name)
     paper.params_key = f"papers.{name}.{params.profile}"
     with atomic_dir(data_dir(name)) as tmp:
         seed_everything(params.data_seed)
-        info = paper.prepare(cfg, tmp, params.data_seed)
-        record = {**asdict(info), "paper": name, "profile": params.profile, "data_seed": params.data_seed}
+        with collecting() as rejects:  # inputs the readers skip on purpose, with their reasons
+            info = paper.prepare(cfg, tmp, params.data_seed)
+        write_json_atomic(tmp / "rejects.json", {"rejected": len(rejects), "items": rejects})
+        record = {**portable_paths(asdict(info), settings.root), "paper": name, "profile": params.profile,
+                  "data_seed": params.data_seed, "rejected": len(rejects)}
         record["fingerprint"] = data_fingerprint(tmp)  # of the data files, before info.json exists
         write_json_atomic(tmp / "info.json", record)
         write_manifest(tmp)  # last: every file above with its size and checksum
-    print(f"[{name}] prepared {info.dataset}: {info.splits} -> {data_dir(name)}")
+    skipped = f" ({len(rejects)} inputs skipped on purpose: {data_dir(name) / 'rejects.json'})" if rejects else ""
+    print(f"[{name}] prepared {info.dataset}: {info.splits} -> {data_dir(name)}{skipped}")
     return info
 
 
@@ -246,9 +252,10 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(run_id_file, {"fingerprint": fingerprint, "run_id": run_id})
                 if previous != run_id:
-                    log_params({"paper": name, "profile": params.profile, "seed": seed,
+                    log_params(portable_paths({"paper": name, "profile": params.profile, "seed": seed,
                                 "data_seed": params.data_seed, "variants": ",".join(paper.variants(cfg)),
-                                "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")})
+                                "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")},
+                                              dataset_settings(params).root))
                     log_dataset_inputs(info, data_dir(name), ("training", "validation"))
                 buffer = MetricBuffer(run_id, continued=previous == run_id)
                 histories = {}
@@ -355,7 +362,8 @@ def evaluate(params: Params, name: str) -> dict:
     # provenance: what produced the numbers (the report's input); the metrics file: numbers only (DVC's view)
     record = {
         "paper": name, "title": paper.title, "profile": params.profile, "seeds": params.seeds,
-        "dataset": info["dataset"], "splits": info["splits"], "data_fingerprint": data_fp,
+        "dataset": info["dataset"], "splits": info["splits"], "rejected": info.get("rejected", 0),
+        "data_fingerprint": data_fp,
         "code_hash": trained.get("code_hash"), "run_fingerprints": trained.get("fingerprints", {}),
         # what the report's verdict checks: the test sets' identity, the recipe, how far training went
         "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"),
@@ -363,6 +371,7 @@ def evaluate(params: Params, name: str) -> dict:
         **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
         "mlflow_runs": trained["runs"], "tracking_uri": trained.get("tracking_uri"), "results": rows,
     }
+    record = portable_paths(record, dataset_settings(params).root)  # results' details name dataset roots
     write_json_atomic(provenance_path(name), record)
     write_json_atomic(metrics_path(name), dvc_metrics(rows, load_references(name).compared()))
     print(results_table(name, rows))

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmrepro.datasets import DatasetError, shown_path, unreadable
+
 SAMPLE_RATE = 16_000
 
 
@@ -223,7 +225,12 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
     """Read a WAV/FLAC file (soundfile) as a mono float32 waveform at `sample_rate`: (N,)."""
     import soundfile as sf
 
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:  # corrupt, truncated, not audio: name the file
+        raise unreadable(path, f"{Path(path).suffix.lstrip('.').upper() or 'audio'} file", exc) from None
+    if data.shape[0] == 0:
+        raise DatasetError(f"{shown_path(path)}: no audio samples")
     mono = data.mean(axis=1)
     if sr != sample_rate:
         return resample(mono, sr, sample_rate)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrepro.datasets import DatasetError, split_identity
+from mmrepro.datasets import DatasetError, split_identity, unreadable
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # official checksum of cifar-10-binary.tar.gz
@@ -74,9 +74,12 @@ def locate(root: Path, download: bool = False, url: str = URL, md5: str = MD5) -
     if got != md5:
         raise DatasetError(f"{archive}: md5 {got} != official {md5} (file left in place; remove it and download "
                            f"{url} again)")
-    with tarfile.open(archive, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(FOLDER + "/")]
-        tar.extractall(root, members=members, filter="data")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(FOLDER + "/")]
+            tar.extractall(root, members=members, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:  # corrupt or truncated archive (gzip CRC, short read)
+        raise unreadable(archive, "tar.gz archive", exc) from None
     return folder
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrepro.datasets import DatasetError, split_identity
+from mmrepro.datasets import DatasetError, split_identity, unreadable
 
 DATASETS = ("flickr8k", "flickr30k", "coco")
 SPLITS = ("train", "val", "test")
@@ -148,7 +148,7 @@ def load_images(split: KarpathySplit, size: int) -> np.ndarray:
             with Image.open(im.path) as img:
                 out[i] = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
         except OSError as exc:  # PIL.UnidentifiedImageError, truncated file
-            raise DatasetError(f"{im.path}: not a readable image ({' '.join(str(exc).split())})") from None
+            raise unreadable(im.path, "image", exc) from None
     return out
 
 

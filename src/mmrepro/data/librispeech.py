@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmrepro.datasets import DatasetError, split_identity
+from mmrepro.datasets import DatasetError, split_identity, unreadable
 
 BASE_URL = "https://www.openslr.org/resources/12"
 SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
@@ -77,7 +77,11 @@ def read_subset(root: str | Path, subset: str) -> list[Utterance]:
         speaker, chapter = trans.parent.parent.name, trans.parent.name
         if trans.name != f"{speaker}-{chapter}.trans.txt":
             raise LibriSpeechIdentityError(f"{trans}: expected name {speaker}-{chapter}.trans.txt")
-        for n, line in enumerate(trans.read_text().splitlines(), 1):
+        try:
+            lines = trans.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise unreadable(trans, "transcript (UTF-8 text)", exc) from None
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")
@@ -124,8 +128,11 @@ def download_subset(root: str | Path, subset: str, base_url: str = BASE_URL) -> 
                             f"remove it and download {url} again)")
     staging = Path(tempfile.mkdtemp(prefix=f".{subset}-", dir=root))
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(staging, filter="data")
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(staging, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:  # verified MD5, then a disk or unpack failure
+            raise unreadable(archive, "tar.gz archive", exc) from None
         src = staging / "LibriSpeech" / subset
         if not src.is_dir():
             raise LibriSpeechIdentityError(f"{archive}: archive does not contain LibriSpeech/{subset}")
@@ -179,7 +186,7 @@ def to_manifest_rows(utts: list[Utterance]) -> list[dict]:
         try:
             info = sf.info(str(u.audio_path))
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise DatasetError(f"{u.audio_path}: not a readable FLAC ({' '.join(str(exc).split())})") from None
+            raise unreadable(u.audio_path, "FLAC", exc) from None
         rows.append({"audio_filepath": str(u.audio_path.resolve()), "duration": round(info.duration, 4),
                      "text": u.text.lower(), "utt_id": u.utt_id, "speaker": u.speaker})
     return rows

@@ -23,6 +23,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from mmrepro.datasets import DatasetError, shown_path, unreadable
+
 DOC_LENGTH = 65536
 VOCAB_SIZE = 50304
 
@@ -51,7 +53,10 @@ class ZarrArray:
         meta_path = self.path / ".zarray"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} missing: not a Zarr v2 array")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise unreadable(meta_path, "Zarr .zarray (JSON)", exc) from None
         if meta.get("zarr_format") != 2:
             raise ValueError(f"{meta_path}: zarr_format {meta.get('zarr_format')} (only 2 is supported)")
         if meta.get("filters"):
@@ -71,7 +76,14 @@ class ZarrArray:
         f = self.path / f"{i}{self.sep}{j}"
         if not f.is_file():
             return np.full(self.chunks, self.fill_value, dtype=self.dtype)
-        raw = self._decode(f.read_bytes())
+        try:
+            raw = self._decode(f.read_bytes())
+        except (zlib.error, OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile is an OSError
+            raise unreadable(f, "Zarr chunk", exc) from None
+        expected = int(np.prod(self.chunks)) * self.dtype.itemsize
+        if len(raw) != expected:  # numpy would say "cannot reshape array of size ..." without the file
+            raise DatasetError(f"{shown_path(f)}: Zarr chunk of {len(raw)} bytes decoded, {expected} expected "
+                               f"(chunks {list(self.chunks)} of {self.dtype})")
         return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunks)
 
     @staticmethod

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmrepro.datasets import DatasetError, split_identity
+from mmrepro.datasets import DatasetError, split_identity, unreadable
 
 SPLITS = ("pretrain", "trainval", "test")
 CENTER_BOX = (0.25, 0.5, 0.75, 0.95)  # (x0, y0, x1, y1) of a 224x224 LRS3 face track, mouth region
@@ -85,7 +85,7 @@ def decode_gray(path: Path | str) -> tuple[np.ndarray, float]:
             fps = float(stream.average_rate) if stream.average_rate else 25.0
             frames = [f.to_ndarray(format="gray") for f in container.decode(stream)]
     except (av.error.FFmpegError, IndexError, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable video ({' '.join(str(exc).split())})") from None
+        raise unreadable(path, "video", exc) from None
     if not frames:
         raise DatasetError(f"{path}: no video frames")
     return np.stack(frames), fps
@@ -155,7 +155,10 @@ def load_clip(clip: Lrs3Clip, crop: str = "center", size: int = 64) -> np.ndarra
         lm = _find_landmarks(clip.video)
         if lm is None:
             raise FileNotFoundError(f"{clip.video}: crop='landmarks' but no <clip>.npy landmark file")
-        landmarks = np.load(lm)
+        try:
+            landmarks = np.load(lm)
+        except (ValueError, OSError, EOFError) as exc:
+            raise unreadable(lm, "landmark file (.npy)", exc) from None
     return mouth_crops(frames, crop=crop, landmarks=landmarks, size=size)
 
 

@@ -10,6 +10,8 @@ white square canvas; their references are the work's <dc:title> and the first se
   - unsuitable content (a small blocklist: weapons, nudity, drugs, hate symbols, gore).
 The same file is often installed under two category folders; duplicates (same file name) are
 kept once. Selection is a seeded shuffle of the eligible drawings, so the set is deterministic.
+Every drawing left out by these rules (or because rsvg-convert cannot render it) is recorded with its
+reason (mmrepro.data.rejects: `rejects.json` of the prepared data).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mmrepro.data.rejects import reject
 
 DEFAULT_ROOT = Path("/usr/share/openclipart/svg")
 _HEAD_BYTES = 200_000  # the RDF metadata sits near the top of these files
@@ -89,14 +93,22 @@ def scan(root: Path = DEFAULT_ROOT) -> list[ClipartItem]:
     """Every eligible drawing under `root`, sorted by path (duplicates by file name dropped)."""
     files: dict[str, Path] = {}
     for p in sorted(root.rglob("*.svg")):
+        if p.name in files:
+            reject(p.relative_to(root).as_posix(), f"duplicate of {files[p.name].relative_to(root).as_posix()}")
         files.setdefault(p.name, p)
     metas = {name: read_metadata(p) for name, p in files.items()}
     title_counts = Counter(t.lower() for t, _, _ in metas.values() if t)
     items = []
     for name, p in sorted(files.items(), key=lambda kv: str(kv[1])):
         title, desc, creator = metas[name]
-        if not title or title_counts[title.lower()] > 2 or "rollandin" in creator.lower():
-            continue  # collection names; the Italian-titled Rollandin set
+        rel = p.relative_to(root).as_posix()
+        if not title:
+            reject(rel, "no dc:title")
+            continue
+        if title_counts[title.lower()] > 2 or "rollandin" in creator.lower():
+            reject(rel, "collection title shared by several drawings" if title_counts[title.lower()] > 2
+                   else "Italian-titled Rollandin set")
+            continue
         refs = []
         for raw in (title, desc):
             cap = clean_caption(raw, creator)
@@ -104,6 +116,8 @@ def scan(root: Path = DEFAULT_ROOT) -> list[ClipartItem]:
                 refs.append(cap)
         if refs and refs[0] == clean_caption(title, creator):
             items.append(ClipartItem(p, p.relative_to(root).parts[0], tuple(refs)))
+        else:
+            reject(rel, "title not a usable caption (boilerplate, non-English, numbered or blocklisted)")
     return items
 
 
@@ -139,6 +153,7 @@ def build_test_set(n: int, size: int, seed: int, root: Path = DEFAULT_ROOT) -> t
         try:
             images.append(rasterise(items[i].path, size))
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
+            reject(items[i].path.relative_to(root).as_posix(), "rsvg-convert cannot render it")
             continue
         chosen.append(items[i])
         if len(chosen) == n:
