@@ -28,7 +28,7 @@ from mmrepro.pipeline import verified_inputs
 from mmrepro.provenance import DataIntegrityError
 from mmrepro.publish import publish_evaluation
 
-from .conftest import VENV_BIN, copy_repo, stage_env
+from .conftest import VENV_BIN, copy_repo, free_port, stage_env, wait_for_port
 
 pytestmark = pytest.mark.slow
 PAPER = "starcapnet"
@@ -290,9 +290,90 @@ def test_sigkill_then_rerun_continues_the_run_without_duplicates(repo):
     assert "RUNNING" not in _runs(repo).values()
 
 
+def _server(store: Path, port: int) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1:`port` in a session of its own: SIGKILL reaches its workers too."""
+    server = subprocess.Popen(
+        [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{store / 'server.db'}", "--artifacts-destination", str(store / "art")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=stage_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
+    wait_for_port(port, server, timeout_s=240)
+    return server
+
+
+def _kill_server(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def _history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of the run: its points as (step, value), in step order."""
+    keys = client.get_run(run_id).data.metrics
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def test_tracking_server_lost_mid_training_then_rerun_loses_no_metric_point(repo, tmp_path):
+    """The server is SIGKILLed once epoch 1 of 3 is done (its points sent): the stage fails at its next flush
+    with one line; the rerun, against the restarted server, resumes and continues the run. Its metric history
+    equals that of an uninterrupted training of the same config (another store): no point lost, none twice."""
+    _set_config(repo, epochs=3, lr=0.0025)
+    store, port = tmp_path / "server", free_port()
+    store.mkdir()
+    uri = f"http://127.0.0.1:{port}"
+    server = _server(store, port)
+    try:
+        proc = subprocess.Popen([sys.executable, "stages/train.py", PAPER], cwd=repo, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                env=stage_env(OMP_NUM_THREADS="1", PYTHONPATH=str(repo / "src"), MLFLOW_TRACKING_URI=uri))
+        for line in proc.stdout:
+            if "epoch 1/3 loss=" in line:  # epoch 1's points are flushed just before this line
+                break
+        _kill_server(server)
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 1, out[-3000:]
+        assert out.strip().splitlines()[-1].startswith(f"mlflow: logging to {uri} failed (")
+        run_id = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
+        server = _server(store, port)  # the same store, back
+        rerun = _ok(_stage(repo, "train", MLFLOW_TRACKING_URI=uri))
+        assert f"resuming from epoch 1 (checkpoints/{PAPER}/seed0/main.pt)" in rerun
+        assert json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())["runs"]["0"] == run_id
+        resumed = _history(MlflowClient(uri), run_id)
+    finally:
+        _kill_server(server)
+    shutil.move(repo / "checkpoints" / PAPER, tmp_path / "checkpoints")  # from scratch, in another store
+    reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
+    _ok(_stage(repo, "train", MLFLOW_TRACKING_URI=reference_uri))
+    reference = json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())["runs"]["0"]
+    uninterrupted = _history(MlflowClient(reference_uri), reference)
+    assert [step for step, _ in uninterrupted["train_loss"]] == list(range(24))  # 3 epochs x 8 steps
+    assert len(uninterrupted) >= 3 and resumed == uninterrupted
+
+
+def test_killed_stage_leaves_no_tmp_when_dvc_restores_it_from_the_run_cache(repo):
+    """A train stage SIGKILLed mid-epoch leaves its atomic-write temporaries; then `dvc repro` restores the
+    stage from DVC's run-cache, so it never runs: locate (always run first) removes them."""
+    _set_config(repo)
+    subprocess.run(["git", "commit", "-qam", "before the run-cache test"], cwd=repo, env=stage_env())
+    dvc = [str(VENV_BIN / "dvc"), "repro", f"train@{PAPER}"]
+    _ok(subprocess.run(dvc, cwd=repo, capture_output=True, text=True, timeout=600, env=stage_env(OMP_NUM_THREADS="1")))
+    _set_config(repo, epochs=3, lr=0.0015)
+    _kill_after_first_epoch(repo)
+    left = sorted(p.relative_to(repo).as_posix() for p in repo.glob("**/*.tmp"))
+    assert left == [f"artifacts/{PAPER}.tmp", f"reports/plots/{PAPER}.tmp"]
+    _set_config(repo)
+    shutil.rmtree(repo / "artifacts" / PAPER)  # an output gone: DVC takes the stage's run from its run-cache
+    proc = subprocess.run(dvc, cwd=repo, capture_output=True, text=True, timeout=600, env=stage_env(OMP_NUM_THREADS="1"))
+    out = _ok(proc)
+    assert f"Stage 'train@{PAPER}' is cached - skipping run, checking out outputs" in out
+    assert f"[{PAPER}] removed artifacts/{PAPER}.tmp, left by a killed stage" in out
+    assert not list(repo.glob("**/*.tmp")) and (repo / "artifacts" / PAPER / "seed0" / "main.pt").is_file()
+
+
 def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):
-    """Runs last: it leaves params.yaml bad. Every stage is stale (this copy never ran `dvc repro`), so
-    without the validate stage DVC would start removing outputs; a report of an earlier run must survive."""
+    """Runs last: it leaves params.yaml bad. Every stage but train's upstream is stale (this copy ran only
+    `dvc repro train@...`), so without the validate stage DVC would start removing outputs; a report of an
+    earlier run must survive."""
     report = {name: f"an earlier {name}\n".encode() for name in ("comparison.csv", "comparison.html", "comparison.md")}
     for name, content in report.items():
         (repo / "reports" / name).write_bytes(content)

@@ -30,7 +30,7 @@ from mmrepro.data.rejects import collecting
 from mmrepro.datasets import portable_paths, stat_fingerprint
 from mmrepro.distributed import World, current_world, device_for, process_group
 from mmrepro.environment import environment, pick_device
-from mmrepro.fileio import atomic_dir, write_json_atomic, write_text_atomic
+from mmrepro.fileio import atomic_dir, sweep_tmp, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
 from mmrepro.report.references import load_references
@@ -85,11 +85,22 @@ def external_record(name: str) -> Path:
     return Path("data") / "external" / f"{name}.json"
 
 
+def sweep_leftovers(name: str) -> None:
+    """Remove the `.tmp` leftovers of this paper's killed stages (see mmrepro.fileio.sweep_tmp). Called by
+    locate, which DVC always runs first (always_changed), even when it then restores the paper's other
+    stages from its run-cache, and by each stage of the paper at its start."""
+    tmp = [p.with_name(p.name + ".tmp") for p in (data_dir(name), artifacts_dir(name), plots_dir(name), eval_dir(name),
+                                                  provenance_path(name), metrics_path(name), external_record(name))]
+    for stale in sweep_tmp(*tmp, Path("checkpoints") / name):
+        print(f"[{name}] removed {stale}, left by a killed stage")
+
+
 def locate(params: Params, name: str) -> dict:
     """Fingerprint (relative path, size, mtime_ns of every file; nothing opened) the external dataset
     files the paper reads under the active profile into data/external/<paper>.json. The file is
     byte-identical when nothing changed, so DVC reruns prepare only after a change of the external copy;
     a profile that reads no external data writes a constant record."""
+    sweep_leftovers(name)
     settings = dataset_settings(params)
     paper, cfg = get_paper(name, settings), paper_config(params, name)
     paths = paper.external_paths(cfg)
@@ -108,6 +119,7 @@ def locate(params: Params, name: str) -> dict:
 
 
 def prepare(params: Params, name: str) -> DataInfo:
+    sweep_leftovers(name)
     settings = dataset_settings(params)
     paper, cfg = get_paper(name, settings), paper_config(params, name)
     paper.params_key = f"papers.{name}.{params.profile}"
@@ -201,6 +213,7 @@ def train(params: Params, name: str) -> dict[int, str]:
         if not world.is_main:
             _train_follower(params, name, world)
             return {}
+        sweep_leftovers(name)
         with tracking_failure(f"epochs trained so far are kept in checkpoints/{name} (a rerun resumes from them): "
                               f"rerun `dvc repro train@{name}` when the tracking store is reachable"):
             return _train_main(params, name, world)
@@ -337,6 +350,7 @@ def evaluate(params: Params, name: str) -> dict:
     reports/provenance/<paper>.json, reports/metrics/<paper>.json) before the first MLflow call, then
     logged by `publish_evaluation`. An MLflow failure after that is one line (TrackingError) naming what was
     kept and the replay command."""
+    sweep_leftovers(name)
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info, data_fp = verified_inputs(name)
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())

@@ -285,7 +285,9 @@ def train_variant(
         where = f"epoch {pos.epoch}" + (f", micro-batch {pos.batch} of epoch {pos.epoch + 1}" if pos.batch else "")
         if world.is_main:
             print(f"[{label}] resuming from {where} ({checkpoint_path})")
-    resume_rng = _saved_rng(state, world, device)
+    # only mid-epoch: an uninterrupted run reseeds at each epoch start (below), so a checkpoint at an epoch's
+    # end resumes with that seeding, not with the RNG state it saved after validation
+    resume_rng = _saved_rng(state, world, device) if pos.batch else None
     del state
 
     use_bf16 = device.type == "cuda" and cfg.precision == "bf16"
