@@ -28,7 +28,7 @@ from mmrepro.pipeline import verified_inputs
 from mmrepro.provenance import DataIntegrityError
 from mmrepro.publish import publish_evaluation
 
-from .conftest import VENV_BIN, copy_repo, free_port, stage_env, wait_for_port
+from .conftest import REPO, VENV_BIN, copy_repo, free_port, stage_env, wait_for_port
 
 pytestmark = pytest.mark.slow
 PAPER = "starcapnet"
@@ -386,3 +386,35 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):
         "Running stage 'validate':"]
     assert {p.name: p.read_bytes() for p in (repo / "reports").glob("comparison.*")} == report
     assert (repo / "artifacts" / PAPER / "seed0" / "main.pt").is_file()
+
+
+def test_a_continued_training_run_gets_each_step_once(tmp_path, monkeypatch):
+    """What a resume on a GPU may recompute differently (non-deterministic kernels) is not logged twice: in a
+    continued training run, a step the run holds is skipped, whatever its value (a real SQLite store)."""
+    import mlflow
+
+    from mmrepro.tracking import MetricBuffer
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'store.db'}")
+    run_id = client.create_run(client.create_experiment("buffer")).info.run_id
+    first = MetricBuffer(run_id)
+    for step, value in ((0, 1.0), (1, 2.0)):
+        first.log("train_loss", value, step)
+    first.flush()  # then the crash; the resume recomputes step 1 (another value on a GPU) and goes on
+    resumed = MetricBuffer(run_id, continued=True, one_per_step=True)
+    for step, value in ((1, 2.5), (1, 2.5), (2, 3.0)):
+        resumed.log("train_loss", value, step)
+    resumed.flush()
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train_loss")) == [(0, 1.0), (1, 2.0),
+                                                                                              (2, 3.0)]
+
+
+def test_a_committed_dvc_lock_comes_with_a_remote_that_holds_its_outputs():
+    """dvc.lock names the outputs of one run by hash. Committed without a DVC remote, a fresh clone can fetch
+    none of them and the lock describes a run the clone never had (it went stale as the code moved on): the
+    lock is committed by `make push` together with a push to the remote (README, Sharing), never on its own."""
+    tracked = subprocess.run(["git", "ls-files", "dvc.lock"], cwd=REPO, capture_output=True, text=True, check=True)
+    remotes = subprocess.run(["git", "show", "HEAD:.dvc/config"], cwd=REPO, capture_output=True, text=True).stdout
+    assert not tracked.stdout.strip() or "remote" in remotes, "dvc.lock is committed but .dvc/config names no remote"

@@ -270,7 +270,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                                 "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")},
                                               dataset_settings(params).root))
                     log_dataset_inputs(info, data_dir(name), ("training", "validation"))
-                buffer = MetricBuffer(run_id, continued=previous == run_id)
+                buffer = MetricBuffer(run_id, continued=previous == run_id, one_per_step=True)
                 histories = {}
                 for variant in paper.variants(cfg):
                     model, history = train_variant(

@@ -273,7 +273,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 class MetricBuffer:
     """Per-step metrics, flushed in batches: one SQLite transaction per step would dominate a CPU run."""
 
-    def __init__(self, run_id: str, flush_every: int = 50, continued: bool = False):
+    def __init__(self, run_id: str, flush_every: int = 50, continued: bool = False, one_per_step: bool = False):
         import mlflow
         from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
@@ -283,8 +283,11 @@ class MetricBuffer:
         self.run_id = run_id
         self.flush_every = flush_every
         self.pending: list = []
-        # a continued run (resume after a crash, a replay) may already hold some points: skip those
-        self.logged: dict[str, set[tuple[int, float]]] | None = {} if continued else None
+        # a continued run (resume after a crash, a replay) may already hold some points: skip those. Training
+        # (`one_per_step`) skips any step the run holds: a resume recomputes the steps after its checkpoint,
+        # which equal the points sent before the crash on CPU, but need not on a GPU (non-deterministic kernels)
+        self.logged: dict[str, set] | None = {} if continued else None
+        self._point = (lambda m: m.step) if one_per_step else (lambda m: (m.step, m.value))
 
     def log(self, key: str, value: float, step: int) -> None:
         self.pending.append(self._metric(key=key, value=float(value), timestamp=int(time.time() * 1000), step=step))
@@ -295,8 +298,11 @@ class MetricBuffer:
         if self.logged is None:
             return True
         if metric.key not in self.logged:
-            self.logged[metric.key] = {(m.step, m.value) for m in self.client.get_metric_history(self.run_id, metric.key)}
-        return (metric.step, metric.value) not in self.logged[metric.key]
+            self.logged[metric.key] = {self._point(m) for m in self.client.get_metric_history(self.run_id, metric.key)}
+        if self._point(metric) in self.logged[metric.key]:
+            return False
+        self.logged[metric.key].add(self._point(metric))  # and once within this buffer too
+        return True
 
     def flush(self) -> None:
         self.pending = [m for m in self.pending if self._new(m)]
