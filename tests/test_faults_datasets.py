@@ -74,7 +74,9 @@ def test_no_output_names_the_datasets_root_or_the_checkout(repo):
     experiment = client.get_experiment_by_name("mmrepro").experiment_id
     runs = client.search_runs([experiment])
     assert len(runs) == 2  # training and evaluation
-    logged = [json.dumps([r.data.params, r.data.tags]) for r in runs]
+    logged = [json.dumps([r.data.params, r.data.tags, [i.dataset.source for i in r.inputs.dataset_inputs]])
+              for r in runs]
+    assert all(r.inputs.dataset_inputs for r in runs)
     for text in [p.read_text() for p in outputs] + logged:
         assert str(datasets) not in text and str(root.resolve()) not in text and str(root) not in text
     provenance = json.loads((root / "reports/provenance" / f"{PAPER}.json").read_text())

@@ -181,9 +181,11 @@ def log_dataset_inputs(info: Mapping[str, Any], data_path: Path, contexts: tuple
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
+    from mmrepro.datasets import shown_path
+
     with warnings.catch_warnings():  # a file URI matches two registered local sources; either is right
         warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(data_path.resolve().as_uri())
+        source = resolve_dataset_source(shown_path(data_path))  # relative to the checkout: no local path
     for split, n_examples in info["splits"].items():
         if split_context(split) not in contexts:
             continue
