@@ -107,6 +107,8 @@ def locate(params: Params, name: str) -> dict:
     record: dict = {"paper": name, "profile": params.profile}
     if paths:
         record["root"] = portable_paths(str(settings.root), settings.root)  # no absolute local path in an output
+        # ... but a move of the copy still reruns prepare: some papers' prepared files name files under the root
+        record["root_id"] = hashlib.sha256(str(settings.root.resolve()).encode()).hexdigest()[:16]
         record["files"] = stat_fingerprint(settings.root, paths)
     else:
         record["files"] = None  # this profile reads no external dataset
