@@ -144,3 +144,36 @@ def test_prepare_writes_the_rejects_of_the_real_openclipart_package(tmp_path, mo
                        "Italian-titled Rollandin set", "rsvg-convert cannot render it",
                        "title not a usable caption (boilerplate, non-English, numbered or blocklisted)"}
     assert "collection title shared by several drawings" in reasons
+
+
+def test_a_garbled_zarr_chunk_and_a_truncated_archive_are_one_line_naming_the_file(tmp_path):
+    """LongCrawl64's zlib chunks and CIFAR-10's tar.gz, in the release formats (tests/dataset_fixtures.py)."""
+    import zlib
+
+    import numpy as np
+
+    from mmrepro.data import cifar10
+    from mmrepro.data.longcrawl64 import ZarrArray
+    from mmrepro.datasets import DatasetError
+
+    from .dataset_fixtures import cifar_archive, write_zarr
+
+    tokens = np.arange(4 * 64, dtype=np.uint16).reshape(4, 64)
+    write_zarr(tmp_path / "heldout.zarr", tokens, (1, 64), {"id": "zlib", "level": 1})
+    array = ZarrArray(tmp_path / "heldout.zarr")
+    assert (array[0:2, 0:64] == tokens[:2]).all()
+    chunk = tmp_path / "heldout.zarr" / "1.0"
+    chunk.write_bytes(chunk.read_bytes()[:-9])  # the last bytes of the zlib stream gone
+    with pytest.raises(DatasetError) as err:
+        array[1, 0:64]
+    assert str(err.value) == (f"{chunk}: not a readable Zarr chunk (Error -5 while decompressing data: incomplete or "
+                              f"truncated stream)")
+    chunk.write_bytes(zlib.compress(tokens[1, :32].tobytes()))  # decodes, but half a chunk
+    with pytest.raises(DatasetError, match=rf"^{chunk}: Zarr chunk of 64 bytes decoded, 128 expected"):
+        array[1, 0:64]
+
+    archive = tmp_path / "cifar" / "cifar-10-binary.tar.gz"
+    cifar_archive(archive)
+    archive.write_bytes(archive.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match=rf"^{archive}: not a readable tar.gz archive \("):
+        cifar10.locate(archive.parent, md5=cifar10.md5sum(archive))
