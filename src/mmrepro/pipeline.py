@@ -108,7 +108,7 @@ def locate(params: Params, name: str) -> dict:
 
 def prepare(params: Params, name: str) -> DataInfo:
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
-    paper.params_key = f"papers.{name}.{params.profile}"
+    paper.params_key = f"configs/{name}.yaml:{params.profile}"
     with atomic_dir(data_dir(name)) as tmp:
         seed_everything(params.data_seed)
         info = paper.prepare(cfg, tmp, params.data_seed)
