@@ -195,7 +195,7 @@ def validate_params(raw: Any, recipes: dict[str, Any] | None = None) -> Params:
         raise ParamsError("run: papers must be distinct")
     for name, overrides in params.papers.items():
         if name not in params.recipes:
-            raise ParamsError(f"papers.{name}: unknown paper (known: {', '.join(params.recipes)})")
+            raise ParamsError(f"papers.{name}: unknown paper (known: {', '.join(sorted(params.recipes))})")
         if not isinstance(overrides, dict):
             raise ParamsError(f"papers.{name}: must be a mapping of recipe keys to values (got {overrides!r})")
     for name in params.recipes:
