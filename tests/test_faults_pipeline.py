@@ -302,7 +302,7 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):
     proc = subprocess.run([str(VENV_BIN / "dvc"), "repro"], cwd=repo, capture_output=True, text=True, timeout=600,
                           env=stage_env(OMP_NUM_THREADS="1"))
     assert proc.returncode != 0
-    assert f"params.yaml: papers.{PAPER}.smoke.epochs: expected a number, got a boolean (True)" in proc.stderr
+    assert f"params.yaml: papers.{PAPER}.epochs: expected a number, got a boolean (True)" in proc.stderr
     assert [line for line in proc.stdout.splitlines() if line.startswith("Running stage")] == [
         "Running stage 'validate':"]
     assert {p.name: p.read_bytes() for p in (repo / "reports").glob("comparison.*")} == report
