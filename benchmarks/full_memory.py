@@ -79,8 +79,7 @@ CAPTION_VOCAB = 9000  # Flickr8k, every training word kept (CaptionVocab.build, 
 def _profile(paper: str) -> dict:
     import yaml
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return dict(params["papers"][paper]["full"])
+    return dict(yaml.safe_load((ROOT / "configs" / f"{paper}.yaml").read_text())["full"])
 
 
 # ------------------------------------------------------------------------------------------------- cases

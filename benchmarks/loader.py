@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a tiny corpus and model: wiring only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "loader.json")
     args = ap.parse_args()
-    full = yaml.safe_load((ROOT / "params.yaml").read_text())["papers"]["conformer"]["full"]
+    full = yaml.safe_load((ROOT / "configs" / "conformer.yaml").read_text())["full"]
     paper = get_paper("conformer")
     overrides = {"dataset": "tts-speech", "tokens": "char"}  # the corpus above stands in for LibriSpeech
     if args.quick:

@@ -52,6 +52,12 @@ def committed_params() -> dict:
     return yaml.safe_load(committed_text("params.yaml"))
 
 
+def committed_recipes() -> dict[str, dict]:
+    """configs/<paper>.yaml as committed: {paper: {profile: recipe}}."""
+    return {path.stem: yaml.safe_load(committed_text(f"configs/{path.name}"))
+            for path in sorted((REPO / "configs").glob("*.yaml"))}
+
+
 def copy_repo(dest: Path) -> Path:
     """Copy the tracked (and untracked, not ignored) files of this checkout into a fresh git repo, with the
     committed params.yaml."""

@@ -67,7 +67,7 @@ def test_missing_folder_names_dataset_key_and_source(tmp_path):
         paper.prepare(cfg, _out(tmp_path), seed=0)
     msg = str(err.value)
     assert msg == (f"flickr8k: {tmp_path}/flickr8k/dataset_flickr8k.json not found (params "
-                   f"papers.attention_captioner.full.dataset; root {tmp_path}, $MMREPRO_DATASETS overrides it); "
+                   f"configs/attention_captioner.yaml:full.dataset; root {tmp_path}, $MMREPRO_DATASETS overrides it); "
                    "get it from https://cs.stanford.edu/people/karpathy/deepimagesent/ (caption_datasets.zip; "
                    "images from the Flickr8k release, UIUC)")
 
@@ -77,7 +77,7 @@ def test_partial_test_split_strict_error_warn_success(tmp_path, monkeypatch, cap
     patch_identities(monkeypatch, "flickr8k", {"train": 6, "val": 2, "test": 1000})
     paper, cfg = _paper(tmp_path)
     with pytest.raises(DatasetError, match=r"^flickr8k/test: 3 examples, the official split has 1000 \(params "
-                                           r"papers.attention_captioner.full.dataset;"):
+                                           r"configs/attention_captioner.yaml:full.dataset;"):
         paper.prepare(cfg, _out(tmp_path), seed=0)
     paper, cfg = _paper(tmp_path, "warn")
     out = _out(tmp_path, "warned")

@@ -22,7 +22,7 @@ from mmrepro.config import load_params
 from mmrepro.data import openclipart
 from mmrepro.data.rejects import collecting
 
-from .conftest import REPO, committed_text, copy_repo, stage_env
+from .conftest import REPO, committed_params, committed_text, copy_repo, stage_env
 from .dataset_fixtures import make_librispeech
 from .test_captioning_openclipart import _svg
 
@@ -49,8 +49,7 @@ def repo(tmp_path_factory) -> tuple[Path, Path]:
     datasets = tmp_path_factory.mktemp("datasets").resolve()
     make_librispeech(datasets, SUBSETS)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    smoke = {**params["papers"][PAPER]["smoke"], **CONFIG}
-    params.update(profile="smoke", run=[PAPER], papers={PAPER: {**params["papers"][PAPER], "smoke": smoke}},
+    params.update(profile="smoke", run=[PAPER], papers={PAPER: CONFIG},  # the smoke recipe, on LibriSpeech
                   datasets={"root": str(datasets), "identity": "warn"})  # 3 test utterances are not the release
     params["train"]["loader_workers"] = 1  # FLACs decoded in a DataLoader worker, as on a GPU box
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -126,8 +125,11 @@ def test_prepare_writes_the_rejects_of_the_real_openclipart_package(tmp_path, mo
     drawing the reader left out is in rejects.json with its reason, and counted in info.json."""
     if not openclipart.DEFAULT_ROOT.is_dir():
         pytest.skip("Debian package openclipart-svg is not installed (scripts/system_deps.sh installs it)")
-    (tmp_path / "params.yaml").write_text(committed_text("params.yaml"))
-    params = load_params(tmp_path / "params.yaml").model_copy(update={"profile": "smoke"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**committed_params(), "profile": "smoke"}))
+    (tmp_path / "configs").mkdir()
+    for recipe in (REPO / "configs").glob("*.yaml"):
+        (tmp_path / "configs" / recipe.name).write_text(committed_text(f"configs/{recipe.name}"))
+    params = load_params(tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     shutil.copytree(REPO / "references", tmp_path / "references")
     pipeline.prepare(params, "attention_captioner")

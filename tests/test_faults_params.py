@@ -13,42 +13,45 @@ import yaml
 
 from mmrepro.config import ParamsError, load_params, validate_params
 
-from .conftest import REPO, committed_params, stage_env
+from .conftest import REPO, committed_params, committed_recipes, stage_env
 
 GOOD = committed_params()
+RECIPES = committed_recipes()
 
 
-def _with(path: tuple, value) -> dict:
-    raw = copy.deepcopy(GOOD)
-    node = raw
-    for key in path[:-1]:
+def _with(path: tuple, value) -> tuple[dict, dict]:
+    """(params, recipes) with one value set: a path starting with "recipes" is in configs/<paper>.yaml."""
+    raw, recipes = copy.deepcopy(GOOD), copy.deepcopy(RECIPES)
+    node = recipes if path[0] == "recipes" else raw
+    for key in path[1:-1] if path[0] == "recipes" else path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    return raw
+    return raw, recipes
 
 
 CASES = {
-    "epochs 1e12": (("papers", "starcapnet", "cpu", "epochs"), 10**12,
-                    "papers.starcapnet.cpu.epochs: 1000000000000 is above the limit 2147483647"),
-    "images too large": (("papers", "starcapnet", "smoke", "image_size"), 100_000,
-                         "papers.starcapnet.smoke.image_size: 100000 is above the limit 4096"),
-    "training set too large": (("papers", "geocapnet", "cpu", "n_train"), 10**9,
-                               "papers.geocapnet.cpu.n_train: 1000000000 is above the limit 50000000"),
-    "infinite lr": (("papers", "starcapnet", "smoke", "lr"), float("inf"),
-                    "papers.starcapnet.smoke.lr: must be a finite number (got inf)"),
-    "nan noise": (("papers", "starcapnet", "full", "noise_std"), float("nan"),
-                  "papers.starcapnet.full.noise_std: must be a finite number (got nan)"),
-    "boolean epochs": (("papers", "starcapnet", "cpu", "epochs"), True,
-                       "papers.starcapnet.cpu.epochs: expected a number, got a boolean (True)"),
-    "boolean lr": (("papers", "vqvae", "smoke", "lr"), False,
-                   "papers.vqvae.smoke.lr: expected a number, got a boolean (False)"),
-    "boolean in a variant recipe": (("papers", "sympow", "full", "variant_recipes", "sympow_p2", "batch_size"), True,
-                                    "papers.sympow.full.variant_recipes.sympow_p2.batch_size: expected a number, "
+    "epochs 1e12": (("recipes", "starcapnet", "cpu", "epochs"), 10**12,
+                    "configs/starcapnet.yaml: cpu.epochs: 1000000000000 is above the limit 2147483647"),
+    "images too large": (("recipes", "starcapnet", "smoke", "image_size"), 100_000,
+                         "configs/starcapnet.yaml: smoke.image_size: 100000 is above the limit 4096"),
+    "training set too large": (("recipes", "geocapnet", "cpu", "n_train"), 10**9,
+                               "configs/geocapnet.yaml: cpu.n_train: 1000000000 is above the limit 50000000"),
+    "infinite lr": (("recipes", "starcapnet", "smoke", "lr"), float("inf"),
+                    "configs/starcapnet.yaml: smoke.lr: must be a finite number (got inf)"),
+    "nan noise": (("recipes", "starcapnet", "full", "noise_std"), float("nan"),
+                  "configs/starcapnet.yaml: full.noise_std: must be a finite number (got nan)"),
+    "boolean epochs": (("recipes", "starcapnet", "cpu", "epochs"), True,
+                       "configs/starcapnet.yaml: cpu.epochs: expected a number, got a boolean (True)"),
+    "boolean lr": (("recipes", "vqvae", "smoke", "lr"), False,
+                   "configs/vqvae.yaml: smoke.lr: expected a number, got a boolean (False)"),
+    "boolean in a variant recipe": (("recipes", "sympow", "full", "variant_recipes", "sympow_p2", "batch_size"), True,
+                                    "configs/sympow.yaml: full.variant_recipes.sympow_p2.batch_size: expected a number, "
                                     "got a boolean (True)"),
-    "boolean seed": (("seeds",), [True], "seeds.0: Input should be a valid integer (got True)"),
-    "seed beyond int64": (("seeds",), [2**64], "seeds: Value error, seeds must be in [0, 4294967295]"),
-    "data seed too large": (("data_seed",), 2**40, "data_seed: Input should be less than or equal to 4294967295"),
-    "unknown paper": (("papers", "nopaper"), {"smoke": {}}, "papers.nopaper: unknown paper (known: attention_captioner"),
+    "boolean seed": (("seeds",), [True], "params.yaml: seeds.0: Input should be a valid integer (got True)"),
+    "seed beyond int64": (("seeds",), [2**64], "params.yaml: seeds: Value error, seeds must be in [0, 4294967295]"),
+    "data seed too large": (("data_seed",), 2**40, "params.yaml: data_seed: Input should be less than or equal to 4294967295"),
+    "unknown paper": (("papers", "nopaper"), {"lr": 1.0},
+                      "params.yaml: papers.nopaper: unknown paper (known: attention_captioner"),
 }
 
 
@@ -56,9 +59,10 @@ CASES = {
 def test_bad_value_is_one_line_naming_the_key(case):
     path, value, expected = CASES[case]
     with pytest.raises(ParamsError) as info:
-        validate_params(_with(path, value))
-    assert str(info.value).startswith(expected), str(info.value)
-    assert "\n" not in str(info.value)
+        validate_params(*_with(path, value))
+    message = f"{info.value.source}: {info.value}"  # as the stages print it
+    assert message.startswith(expected), message
+    assert "\n" not in message
 
 
 def test_duplicate_key_and_yaml_error_give_line_and_column(tmp_path):

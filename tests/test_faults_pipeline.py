@@ -70,8 +70,9 @@ def _runs(repo: Path) -> dict[str, str]:
 
 
 def _set_config(repo: Path, **cfg) -> None:
+    """The paper's smoke recipe with `cfg` as params.yaml's overrides (none: the recipe as shipped)."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["papers"][PAPER]["smoke"] = {**SMOKE, **cfg}
+    params["papers"] = {PAPER: cfg} if cfg else {}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -79,8 +80,9 @@ def _set_config(repo: Path, **cfg) -> None:
 def repo(tmp_path_factory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("faults"))
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(profile="smoke", run=[PAPER], papers={PAPER: params["papers"][PAPER]})
+    params.update(profile="smoke", run=[PAPER])
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert yaml.safe_load((root / "configs" / f"{PAPER}.yaml").read_text())["smoke"] == SMOKE
     subprocess.run(["git", "commit", "-qam", "smoke, starcapnet only"], cwd=root, check=True, env=stage_env())
     for stage in ("prepare", "train", "evaluate"):  # the stages themselves: DVC's own runs are in the last case
         _ok(_stage(root, stage))
@@ -285,7 +287,7 @@ def test_sigkill_then_rerun_continues_the_run_without_duplicates(repo):
     proc = subprocess.run([sys.executable, "stages/validate.py"], cwd=repo, capture_output=True, text=True,
                           env=stage_env(OMP_NUM_THREADS="1"))
     assert _ok(proc).strip().splitlines()[-1] == f"[all papers] closed as FAILED the runs of crashed attempts: {crashed}"
-    assert (repo / "data/params.valid").read_text() == "params.yaml: valid\n"
+    assert json.loads((repo / "data/config" / f"{PAPER}.json").read_text())["config"]["epochs"] == SMOKE["epochs"]
     assert _runs(repo)[crashed] == "FAILED"
     assert "RUNNING" not in _runs(repo).values()
 
@@ -368,9 +370,7 @@ def test_killed_stage_leaves_no_tmp_when_dvc_restores_it_from_the_run_cache(repo
     assert f"Stage 'train@{PAPER}' is cached - skipping run, checking out outputs" in out
     assert f"[{PAPER}] removed artifacts/{PAPER}.tmp, left by a killed stage" in out
     assert not list(repo.glob("**/*.tmp")) and (repo / "artifacts" / PAPER / "seed0" / "main.pt").is_file()
-    # the next case needs a copy that never ran `dvc repro` (with a lock recording `epochs: 1`, DVC takes
-    # `epochs: true` for the same value and would not rerun validate)
-    (repo / "dvc.lock").unlink()
+    (repo / "dvc.lock").unlink()  # the next case is about a copy that never ran `dvc repro`
 
 
 def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):
@@ -383,7 +383,7 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_removed(repo):
     proc = subprocess.run([str(VENV_BIN / "dvc"), "repro"], cwd=repo, capture_output=True, text=True, timeout=600,
                           env=stage_env(OMP_NUM_THREADS="1"))
     assert proc.returncode != 0
-    assert f"params.yaml: papers.{PAPER}.smoke.epochs: expected a number, got a boolean (True)" in proc.stderr
+    assert f"params.yaml: papers.{PAPER}.epochs: expected a number, got a boolean (True)" in proc.stderr
     assert [line for line in proc.stdout.splitlines() if line.startswith("Running stage")] == [
         "Running stage 'validate':"]
     assert {p.name: p.read_bytes() for p in (repo / "reports").glob("comparison.*")} == report

@@ -25,7 +25,7 @@ def blob(tmp_path_factory):
 
 
 def test_structure(blob):
-    full = yaml.safe_load((ROOT / "params.yaml").read_text())["papers"]["vqvae"]["full"]
+    full = yaml.safe_load((ROOT / "configs" / "vqvae.yaml").read_text())["full"]
     assert blob["quick"] is True and blob["gpu_bytes"] == 80e9
     assert [r["variant"] for r in blob["rows"]] == ["recon", "text2image/vq", "text2image/prior"]
     for row in blob["rows"]:

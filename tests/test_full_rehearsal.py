@@ -67,8 +67,7 @@ def rehearsal(tmp_path_factory) -> Path:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["profile"] = "full"
     params["datasets"] = {"root": str(datasets), "identity": "warn"}
-    for name, profiles in params["papers"].items():
-        profiles["full"] = {**profiles["full"], **REHEARSAL, **EXTRA.get(name, {})}
+    params["papers"] = {name: {**REHEARSAL, **EXTRA.get(name, {})} for name in params["run"]}  # overrides of `full`
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "commit", "-qam", "full-profile rehearsal"], cwd=root, check=True, env=stage_env())
     _dvc(root, "config", "cache.type", "hardlink,copy")  # outputs are not copied into the cache

@@ -73,9 +73,9 @@ def test_cifar10_missing_folder_names_dataset_key_and_source(tmp_path, monkeypat
     with pytest.raises(DatasetError) as err:
         paper.prepare(cfg, tmp_path / "data", seed=0)
     assert str(err.value) == (
-        f"cifar10: {tmp_path}/cifar10/cifar-10-batches-bin not found (params papers.vqvae.full.recon_dataset; "
+        f"cifar10: {tmp_path}/cifar10/cifar-10-batches-bin not found (params configs/vqvae.yaml:full.recon_dataset; "
         f"root {tmp_path}, $MMREPRO_DATASETS overrides it); get it from https://www.cs.toronto.edu/~kriz/cifar.html "
-        "(cifar-10-binary.tar.gz, md5 c32a1d4ab5d03f1284b67883e8d87530) (or set papers.vqvae.full.download: true)")
+        "(cifar-10-binary.tar.gz, md5 c32a1d4ab5d03f1284b67883e8d87530) (or set configs/vqvae.yaml:full.download: true)")
 
 
 def test_cifar10_unpacked_copy_used_without_download_partial_test_strict_and_warn(tmp_path, monkeypatch, capsys):
@@ -84,7 +84,7 @@ def test_cifar10_unpacked_copy_used_without_download_partial_test_strict_and_war
     patch_identities(monkeypatch, "cifar10", {"train": 10, "test": 10000})
     paper, cfg = _vqvae(tmp_path, download=True)  # asked to download, but the unpacked copy is there
     with pytest.raises(DatasetError, match=r"^cifar10/test: 4 examples, the official split has 10000 \(params "
-                                           r"papers.vqvae.full.recon_dataset;"):
+                                           r"configs/vqvae.yaml:full.recon_dataset;"):
         paper.prepare(cfg, tmp_path / "data", seed=0)
     paper, cfg = _vqvae(tmp_path, "warn")
     (tmp_path / "data2").mkdir()

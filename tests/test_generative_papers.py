@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from mmrepro.config import validate_params
+from mmrepro.config import ParamsError, validate_params
 from mmrepro.data import byte_corpus
 from mmrepro.papers import get_paper
 
@@ -85,16 +86,16 @@ def test_sympow_paper_smoke(tmp_path, monkeypatch):
     assert (out / "loss_by_position.png").stat().st_size > 0
 
 
-def test_params_yaml_profiles_validate():
-    import yaml
+def test_recipes_of_the_generative_papers_validate():
+    from mmrepro.config import load_recipes
 
-    raw = Path("params.yaml").read_text()
-    params = validate_params(yaml.safe_load(raw))
+    raw, recipes = yaml.safe_load(Path("params.yaml").read_text()), load_recipes()
+    params = validate_params(raw, recipes)
     for name in ("vqvae", "sympow"):
-        assert set(params.papers[name]) == {"smoke", "cpu", "full"}
-    assert params.papers["vqvae"]["full"]["recon_dataset"] == "cifar10"
-    assert params.papers["vqvae"]["full"]["codebook_size"] == 512
-    bad = yaml.safe_load(raw)
-    bad["papers"]["sympow"]["cpu"]["variants"] = ["sympow_p3"]
-    with pytest.raises(ValueError, match="sympow.cpu"):
-        validate_params(bad)
+        assert set(params.recipes[name]) == {"smoke", "cpu", "full"}
+    assert params.recipes["vqvae"]["full"]["recon_dataset"] == "cifar10"
+    assert params.recipes["vqvae"]["full"]["codebook_size"] == 512
+    recipes["sympow"]["cpu"]["variants"] = ["sympow_p3"]
+    with pytest.raises(ParamsError, match="^cpu.variants") as info:
+        validate_params(raw, recipes)
+    assert info.value.source == "configs/sympow.yaml"

@@ -171,7 +171,7 @@ def test_longcrawl64_missing_partial_and_short_documents(tmp_path, capsys):
     with pytest.raises(DatasetError) as err:
         paper.prepare(cfg, tmp_path, seed=0)
     assert str(err.value).startswith(f"longcrawl64: {tmp_path}/longcrawl64/train.zarr not found (params "
-                                     "papers.sympow.full.dataset; root")
+                                     "configs/sympow.yaml:full.dataset; root")
     assert "https://manifestai.com/articles/longcrawl64/" in str(err.value)
     make_longcrawl64(tmp_path, n_train=2, n_heldout=4, doc_length=256)
     with pytest.raises(DatasetError, match="^longcrawl64/train: 256 tokens per document, the release has 65536"):

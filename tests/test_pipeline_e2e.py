@@ -31,7 +31,6 @@ def _run(cmd: list[str], cwd: Path, **env: str) -> str:
 def repo(tmp_path_factory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("repo"))
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["papers"] = {PAPER: params["papers"][PAPER]}
     params["run"] = [PAPER]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "commit", "-qam", "only starcapnet"], root)
@@ -106,15 +105,15 @@ def test_second_repro_reruns_nothing_and_params_are_per_paper_and_profile(repo):
     ran = [line for line in out.splitlines() if line.startswith("Running stage")]
     assert ran == [f"Running stage 'locate@{PAPER}':"], out
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"][f"train@{PAPER}"]["params"]["params.yaml"]) == {"profile", "seeds", "train",
-                                                                         f"papers.{PAPER}.smoke"}
+    assert set(lock["stages"][f"train@{PAPER}"]["params"]["params.yaml"]) == {"profile", "seeds", "train"}
+    assert f"data/config/{PAPER}.json" in [d["path"] for d in lock["stages"][f"train@{PAPER}"]["deps"]]
     metrics = _run([str(VENV_BIN / "dvc"), "metrics", "show", "--json"], repo)
     assert f"reports/metrics/{PAPER}.json" in metrics
-    # an edit to another profile's config leaves every stage up to date (locate is always run; validate checks
-    # any edit of params.yaml; the report reads each paper's config from its provenance file, not `papers`)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["papers"][PAPER]["full"]["epochs"] = 99
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # an edit to another profile's recipe leaves every stage up to date (locate is always run; validate checks
+    # any edit of configs/; the paper's resolved smoke config, data/config/<paper>.json, is unchanged)
+    recipes = yaml.safe_load((repo / "configs" / f"{PAPER}.yaml").read_text())
+    recipes["full"]["epochs"] = 99
+    (repo / "configs" / f"{PAPER}.yaml").write_text(yaml.safe_dump(recipes, sort_keys=False))
     status = _run([str(VENV_BIN / "dvc"), "status", "--json"], repo)
     assert sorted(json.loads(status.strip().splitlines()[-1])) == [f"locate@{PAPER}", "validate"]
 

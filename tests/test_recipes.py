@@ -1,4 +1,4 @@
-"""The papers' training recipes: what params.yaml ships for `full` is what references/<paper>.yaml records as
+"""The papers' training recipes: what configs/<paper>.yaml ships for `full` is what references/<paper>.yaml records as
 the paper's recipe, the loop builds exactly the optimizer and schedule a recipe names, and accumulation
 reaches the effective batch."""
 
@@ -16,33 +16,33 @@ from mmrepro.report.references import load_references
 from mmrepro.report.stage import paper_recipe
 from mmrepro.train import build_optimizer, lr_lambda
 
-from .conftest import REPO, committed_params
+from .conftest import REPO, committed_params, committed_recipes
 
-PARAMS = committed_params()
+RECIPES = committed_recipes()
 
 
-@pytest.mark.parametrize("name", sorted(PARAMS["papers"]))
+@pytest.mark.parametrize("name", sorted(RECIPES))
 def test_the_shipped_full_profile_is_the_recorded_paper_recipe(name):
     refs = load_references(name, REPO / "references")
-    assert refs.recipe == PARAMS["papers"][name]["full"]
+    assert refs.recipe == RECIPES[name]["full"]
     resolved = paper_recipe(name, refs)
-    assert resolved == get_paper(name).Config.model_validate(PARAMS["papers"][name]["full"]).model_dump(mode="json")
+    assert resolved == get_paper(name).Config.model_validate(RECIPES[name]["full"]).model_dump(mode="json")
 
 
 def test_every_profile_of_every_paper_validates():
-    params = validate_params(PARAMS)
-    assert set(params.papers) == set(params.run) and all(set(p) == set(PROFILES) for p in params.papers.values())
+    params = validate_params(committed_params(), RECIPES)
+    assert set(params.recipes) == set(params.run) and all(set(p) == set(PROFILES) for p in params.recipes.values())
 
 
 def test_conformer_full_is_gulati_et_al_section_3_2():
-    full = PARAMS["papers"]["conformer"]["full"]
+    full = RECIPES["conformer"]["full"]
     assert (full["optimizer"], full["betas"], full["eps"], full["schedule"], full["warmup_steps"]) == (
         "adam", [0.9, 0.98], 1e-9, "noam", 10000)
     assert full["lr"] == pytest.approx(0.05 / math.sqrt(512), rel=1e-4)  # peak 0.05 / sqrt(d), d = 512 for L
 
 
 def test_sympow_full_tests_the_headline_power_and_reaches_its_effective_batch():
-    full = PARAMS["papers"]["sympow"]["full"]
+    full = RECIPES["sympow"]["full"]
     assert {"softmax", "sympow_p4", "conformal_p4"} <= set(full["variants"])
     assert full["batch_size"] * full["accumulation"] == 64
     for variant, recipe in full["variant_recipes"].items():  # micro-batches that fit 80 GB, same 64 sequences
@@ -50,7 +50,7 @@ def test_sympow_full_tests_the_headline_power_and_reaches_its_effective_batch():
 
 
 def test_vqvae_full_trains_the_papers_250k_steps():
-    full = PARAMS["papers"]["vqvae"]["full"]
+    full = RECIPES["vqvae"]["full"]
     assert full["epochs"] * full["recon_batches_per_epoch"] == 250_000 and full["batch_size"] == 128
 
 

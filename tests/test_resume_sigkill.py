@@ -82,8 +82,7 @@ def _results(root: Path) -> tuple[bytes, bytes]:
 def test_sigkill_mid_epoch_then_dvc_repro_gives_the_uninterrupted_metrics(tmp_path):
     root = copy_repo(tmp_path)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(profile="smoke", run=[PAPER], papers={PAPER: params["papers"][PAPER]})
-    params["papers"][PAPER]["smoke"].update(batch_size=BATCH_SIZE, n_train=N_TRAIN)
+    params.update(profile="smoke", run=[PAPER], papers={PAPER: {"batch_size": BATCH_SIZE, "n_train": N_TRAIN}})
     params["train"]["checkpoint_steps"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "commit", "-qam", f"smoke {PAPER} with step checkpoints"], cwd=root, check=True,

@@ -80,7 +80,7 @@ def repo(tmp_path_factory, s3, tracking) -> Path:
     README's commands), and the seed-0 experiment applied to the workspace."""
     root = copy_repo(tmp_path_factory.mktemp("repo"))
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(profile="smoke", run=[PAPER], seeds=[0], papers={PAPER: params["papers"][PAPER]})
+    params.update(profile="smoke", run=[PAPER], seeds=[0])
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _dvc("remote", "add", "-d", "shared", f"s3://{BUCKET}/dvc", cwd=root)
     _dvc("remote", "modify", "shared", "endpointurl", s3, cwd=root)

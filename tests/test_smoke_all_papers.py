@@ -38,7 +38,7 @@ def _dvc(repo: Path, *args: str) -> str:
 def smoke(tmp_path_factory) -> Path:
     repo = copy_repo(tmp_path_factory.mktemp("smoke"))
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert set(params["papers"]) == set(REGISTRY)
+    assert set(params["run"]) == set(REGISTRY) == {p.stem for p in (repo / "configs").glob("*.yaml")}
     params["profile"] = "smoke"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _dvc(repo, "repro")

@@ -46,8 +46,8 @@ def test_missing_folder_names_dataset_key_and_source(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("librispeech: ")
     assert f"{tmp_path}/nowhere/LibriSpeech/train-clean-100 not found" in msg
-    assert "params papers.conformer.full.dataset" in msg and "https://www.openslr.org/12" in msg
-    assert "papers.conformer.full.download: true" in msg
+    assert "params configs/conformer.yaml:full.dataset" in msg and "https://www.openslr.org/12" in msg
+    assert "configs/conformer.yaml:full.download: true" in msg
 
 
 def test_partial_test_split_strict_error_warn_success(tmp_path, monkeypatch, capsys):
@@ -56,7 +56,7 @@ def test_partial_test_split_strict_error_warn_success(tmp_path, monkeypatch, cap
     patch_identities(monkeypatch, "librispeech", counts)
     paper, cfg = _paper(tmp_path)
     with pytest.raises(DatasetError, match=r"^librispeech/test-clean: 3 examples, the official split has 2620 "
-                                           r"\(params papers.conformer.full.dataset;"):
+                                           r"\(params configs/conformer.yaml:full.dataset;"):
         paper.prepare(cfg, _out(tmp_path), seed=0)
     paper, cfg = _paper(tmp_path, "warn")
     info = paper.prepare(cfg, _out(tmp_path, "warned"), seed=0)

@@ -107,7 +107,7 @@ def test_nproc_must_divide_the_accumulation_of_the_papers_run():
     raw.update(profile="full", run=["conformer"], train={"nproc": 2})  # conformer full: 16 x 2
     assert validate_params(raw).train.nproc == 2
     raw["train"]["nproc"] = 4
-    with pytest.raises(ParamsError, match=r"^train.nproc: 4 processes do not divide papers.conformer.full.accumulation "
+    with pytest.raises(ParamsError, match=r"^train.nproc: 4 processes do not divide configs/conformer.yaml's full.accumulation "
                                           r"= 2 \(.*set batch_size / 2 and accumulation x the same\)$"):
         validate_params(raw)
     assert load_params(REPO / "params.yaml").train.nproc == 1  # the default: one process, no torchrun

@@ -154,7 +154,7 @@ def test_lrs3_missing_folder_names_dataset_key_and_source(tmp_path):
     with pytest.raises(DatasetError) as err:
         paper.prepare(cfg, tmp_path / "data", seed=0)
     assert str(err.value) == (
-        f"lrs3: {tmp_path}/LRS3/trainval not found (params papers.vsr_conformer.full.dataset; root {tmp_path}, "
+        f"lrs3: {tmp_path}/LRS3/trainval not found (params configs/vsr_conformer.yaml:full.dataset; root {tmp_path}, "
         "$MMREPRO_DATASETS overrides it); get it from https://www.robots.ox.ac.uk/~vgg/data/lip_reading/lrs3.html "
         "(by agreement)")
 
@@ -166,7 +166,7 @@ def test_lrs3_partial_test_split_strict_error_warn_success(tmp_path, monkeypatch
     patch_identities(monkeypatch, "lrs3", {"trainval": 6, "test": 1321})
     paper, cfg = _lrs3_paper(tmp_path)
     with pytest.raises(DatasetError, match=r"^lrs3/test: 3 examples, the official split has 1321 \(params "
-                                           r"papers.vsr_conformer.full.dataset;"):
+                                           r"configs/vsr_conformer.yaml:full.dataset;"):
         paper.prepare(cfg, tmp_path / "data", seed=0)
     paper, cfg = _lrs3_paper(tmp_path, "warn")
     info = paper.prepare(cfg, tmp_path / "data2", seed=0)

@@ -25,13 +25,13 @@ def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: i
     try:
         params = load_params("params.yaml")
         for name in args if many else args[:1]:
-            if name not in params.papers:
+            if name not in params.recipes:
                 if name not in REGISTRY:
                     raise ParamsError(f"{name}: unknown paper (known: {', '.join(sorted(REGISTRY))})")
-                raise ParamsError(f"papers.{name}: not in params.yaml (have: {', '.join(params.papers)})")
+                raise ParamsError(f"{name}: no recipe file configs/{name}.yaml (have: {', '.join(params.recipes)})")
         body(params, args)
     except ParamsError as exc:
-        print(f"params.yaml: {exc}", file=sys.stderr)
+        print(f"{exc.source}: {exc}", file=sys.stderr)
         sys.exit(2)
     except DataIntegrityError as exc:  # a prepared file changed after prepare: one line naming it
         print(f"data: {exc}", file=sys.stderr)

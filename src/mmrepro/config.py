@@ -1,6 +1,13 @@
-"""params.yaml: load, validate against a typed schema, resolve one paper's config for the profile.
+"""params.yaml and the papers' recipes: load, validate against typed schemas, resolve one paper's config.
 
-A bad file is reported as one line naming the key and the problem (`ParamsError`); the stage
+`params.yaml` says what a run covers and how it runs; `configs/<paper>.yaml` holds the paper's recipe for
+each profile (smoke, cpu, full); `papers.<paper>` in params.yaml overrides keys of the active profile's
+recipe for one run. A paper's config is its recipe with those overrides, validated by the paper's schema.
+The recipes live outside params.yaml so that `dvc exp show` lists params.yaml's few keys (and an
+experiment's overrides) rather than every key of every recipe; the validate stage writes each selected
+paper's resolved config to data/config/<paper>.json, which that paper's stages depend on.
+
+A bad file is reported as one line naming the file, the key and the problem (`ParamsError`); the stage
 entry points turn it into exit code 2 before anything is written.
 """
 
@@ -13,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, ValidationError, field_validator
 
 from mmrepro.datasets import DatasetSettings
 from mmrepro.papers import REGISTRY, get_paper
@@ -23,8 +30,15 @@ PROFILES = ("smoke", "cpu", "full")
 Profile = Literal["smoke", "cpu", "full"]
 
 
+RECIPES = Path("configs")  # configs/<paper>.yaml, beside params.yaml
+
+
 class ParamsError(ValueError):
-    """A params.yaml problem, phrased as `<key>: <problem>`."""
+    """A params.yaml or recipe problem, phrased as `<key>: <problem>`; `source` is the file it is in."""
+
+    def __init__(self, message: str, source: str = "params.yaml"):
+        super().__init__(message)
+        self.source = source
 
 
 # numpy takes seeds below 2**32 and the training loop reseeds torch with seed * 100_003 + epoch,
@@ -131,7 +145,14 @@ class Params(BaseModel):
     data_seed: StrictInt = Field(ge=0, le=SEED_MAX, description="seed of data generation and splits")
     mlflow: MlflowParams
     train: TrainParams = TrainParams()
-    papers: dict[str, dict[str, dict[str, Any]]] = Field(min_length=1)
+    # overrides of the active profile's recipe, per paper: {<paper>: {<key>: value}}
+    papers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _recipes: dict[str, dict[str, dict[str, Any]]] = PrivateAttr(default_factory=dict)  # configs/<paper>.yaml
+
+    @property
+    def recipes(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """{paper: {profile: recipe}} as read from configs/, in registry order."""
+        return self._recipes
 
     @field_validator("seeds")
     @classmethod
@@ -155,32 +176,72 @@ def _first_error(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> str:
     return f"{loc}: {msg}{got}"
 
 
-def validate_params(raw: Any) -> Params:
-    """Validate the whole file, including every paper's config under every profile."""
+def validate_params(raw: Any, recipes: dict[str, Any] | None = None) -> Params:
+    """Validate params.yaml's content and every paper's recipe under every profile (`recipes`: {paper:
+    {profile: recipe}}; default: read from configs/)."""
     if not isinstance(raw, dict):
         raise ParamsError("top level must be a mapping")
+    recipes = load_recipes() if recipes is None else recipes
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(_first_error(exc)) from None
+    params._recipes = _checked_recipes(recipes)
     for name in params.run or []:
-        if name not in params.papers:
-            raise ParamsError(f"run: {name!r} is not a paper under papers: (have: {', '.join(params.papers)})")
+        if name not in params.recipes:
+            raise ParamsError(f"run: {name!r} has no recipe file {RECIPES / f'{name}.yaml'} "
+                              f"(have: {', '.join(params.recipes)})")
     if params.run is not None and len(set(params.run)) != len(params.run):
         raise ParamsError("run: papers must be distinct")
-    for name, profiles in params.papers.items():
-        if name not in REGISTRY:
-            raise ParamsError(f"papers.{name}: unknown paper (known: {', '.join(sorted(REGISTRY))})")
-        for profile in profiles:
-            if profile not in PROFILES:
-                raise ParamsError(f"papers.{name}.{profile}: unknown profile (known: {', '.join(PROFILES)})")
+    for name, overrides in params.papers.items():
+        if name not in params.recipes:
+            raise ParamsError(f"papers.{name}: unknown paper (known: {', '.join(sorted(params.recipes))})")
+        if not isinstance(overrides, dict):
+            raise ParamsError(f"papers.{name}: must be a mapping of recipe keys to values (got {overrides!r})")
+    for name in params.recipes:
         for profile in PROFILES:
-            if profile not in profiles:
-                raise ParamsError(f"papers.{name}.{profile}: missing key")
             paper_config(params, name, profile)
     for name in selected_papers(params):  # the active profile's recipes must split over the processes
         _check_nproc(params, name)
     return params
+
+
+def _checked_recipes(recipes: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The recipes in registry order, after checking that each names a known paper and every profile."""
+    for name, profiles in recipes.items():
+        source = str(RECIPES / f"{name}.yaml")
+        if name not in REGISTRY:
+            raise ParamsError(f"unknown paper {name!r} (known: {', '.join(sorted(REGISTRY))})", source)
+        if not isinstance(profiles, dict):
+            raise ParamsError("top level must be a mapping of profiles to recipes", source)
+        for profile in profiles:
+            if profile not in PROFILES:
+                raise ParamsError(f"{profile}: unknown profile (known: {', '.join(PROFILES)})", source)
+        for profile in PROFILES:
+            if not isinstance(profiles.get(profile), dict):
+                raise ParamsError(f"{profile}: missing (every profile needs a recipe mapping)", source)
+    if not recipes:
+        raise ParamsError(f"no recipes: every paper needs {RECIPES}/<paper>.yaml", str(RECIPES))
+    return {name: recipes[name] for name in REGISTRY if name in recipes}
+
+
+def load_recipes(root: Path = RECIPES) -> dict[str, Any]:
+    """{paper: {profile: recipe}} from `root`/<paper>.yaml (duplicate keys rejected, YAML errors located)."""
+    if not root.is_dir():
+        raise ParamsError(f"folder not found (every paper's recipes are in {RECIPES}/<paper>.yaml)", str(root))
+    return {path.stem: _read_yaml(path, str(RECIPES / path.name)) for path in sorted(root.glob("*.yaml"))}
+
+
+def _read_yaml(path: Path, source: str) -> Any:
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ParamsError as exc:  # a duplicate key
+        raise ParamsError(str(exc), source) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ParamsError(f"{where}not valid YAML ({problem})", source) from None
 
 
 def _check_nproc(params: Params, name: str) -> None:
@@ -188,15 +249,15 @@ def _check_nproc(params: Params, name: str) -> None:
     for variant in (None, *cfg.variant_recipes):
         acc = (cfg.recipe_for(variant) if variant else cfg).accumulation
         if acc % nproc:
-            where = f"papers.{name}.{params.profile}" + (f".variant_recipes.{variant}" if variant else "")
+            where = f"{RECIPES / name}.yaml's {params.profile}" + (f".variant_recipes.{variant}" if variant else "")
             raise ParamsError(f"train.nproc: {nproc} processes do not divide {where}.accumulation = {acc} "
                               f"(each step takes accumulation micro-batches over all processes: for {nproc}, set batch_size / "
                               f"{nproc // math.gcd(acc, nproc)} and accumulation x the same)")
 
 
 def selected_papers(params: Params) -> list[str]:
-    """The papers this run covers: `run:` when given, else every paper in params.yaml, in file order."""
-    return list(params.run) if params.run is not None else list(params.papers)
+    """The papers this run covers: `run:` when given, else every paper with a recipe file."""
+    return list(params.run) if params.run is not None else list(params.recipes)
 
 
 def dataset_settings(params: Params) -> DatasetSettings:
@@ -204,24 +265,29 @@ def dataset_settings(params: Params) -> DatasetSettings:
 
 
 def paper_config(params: Params, name: str, profile: str | None = None) -> TrainConfig:
-    """The typed config of paper `name` under `profile` (default: the active profile)."""
+    """The typed config of paper `name` under `profile` (default: the active profile): its recipe, with
+    params.yaml's overrides when `profile` is the active one."""
     profile = profile or params.profile
-    cls = get_paper(name).Config
-    check_scalars(cls, params.papers[name][profile], f"papers.{name}.{profile}")
+    recipe = params.recipes[name][profile]
+    overrides = params.papers.get(name, {}) if profile == params.profile else {}
+    cls, source = get_paper(name).Config, str(RECIPES / f"{name}.yaml")
     try:
-        return cls.model_validate(params.papers[name][profile])
+        check_scalars(cls, recipe, profile)
+    except ParamsError as exc:
+        raise ParamsError(str(exc), source) from None
+    check_scalars(cls, overrides, f"papers.{name}")
+    try:
+        return cls.model_validate({**recipe, **overrides})
     except ValidationError as exc:
-        raise ParamsError(_first_error(exc, ("papers", name, profile))) from None
+        if exc.errors()[0]["loc"][:1] and exc.errors()[0]["loc"][0] in overrides:
+            raise ParamsError(_first_error(exc, ("papers", name))) from None
+        raise ParamsError(_first_error(exc, (profile,)), source) from None
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
+    """params.yaml and the recipes in configs/ beside it, validated."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError("file not found")
-    try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ParamsError(f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})") from None
-    return validate_params(raw)
+    raw = _read_yaml(path, "params.yaml")
+    return validate_params(raw, load_recipes(path.parent / RECIPES))

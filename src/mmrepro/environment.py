@@ -30,11 +30,11 @@ def git_state() -> dict[str, str | bool]:
 def _not_code() -> list[str]:
     """Pathspecs of files the pipeline's own tools rewrite, which therefore do not make the code dirty:
     dvc.lock (written while the pipeline runs) and, inside `dvc exp run` (DVC sets DVC_EXP_NAME for its
-    stages), params.yaml, which the experiment's -S options rewrite; its values are the run's params and
-    DVC's experiment ref keeps the file."""
+    stages), params.yaml and the recipes in configs/, which the experiment's -S options rewrite; their values
+    are the run's params and config, and DVC's experiment ref keeps the files."""
     excluded = [":!dvc.lock"]
     if os.environ.get("DVC_EXP_NAME"):
-        excluded.append(":!params.yaml")
+        excluded += [":!params.yaml", ":!configs"]
     return excluded
 
 

@@ -124,7 +124,7 @@ def prepare(params: Params, name: str) -> DataInfo:
     sweep_leftovers(name)
     settings = dataset_settings(params)
     paper, cfg = get_paper(name, settings), paper_config(params, name)
-    paper.params_key = f"papers.{name}.{params.profile}"
+    paper.params_key = f"configs/{name}.yaml:{params.profile}"
     with atomic_dir(data_dir(name)) as tmp:
         seed_everything(params.data_seed)
         with collecting() as rejects:  # inputs the readers skip on purpose, with their reasons

@@ -152,8 +152,9 @@ class Paper(ABC):
         # set by the evaluate stage: False when a step cap cut training short; a paper's claims are then
         # reported as "not judged", never supported or contradicted
         self.training_completed = True
-        # params prefix named in dataset errors; the pipeline sets the active profile's
-        self.params_key = f"papers.{self.name}.full"
+        # the recipe key prefix named in dataset errors, DVC's `file:key` form (`dvc exp run -S` takes it);
+        # the pipeline sets the active profile's
+        self.params_key = f"configs/{self.name}.yaml:full"
 
     def external_paths(self, cfg: TrainConfig) -> list[Path]:
         """The external folders/files (under `self.datasets.root`) that `prepare` reads with this config:

@@ -50,7 +50,7 @@ class References(BaseModel):
     note: str | None = None
     claims: list[str] = Field(default_factory=list)
     entries: list[PublishedEntry] = Field(default_factory=list)
-    # The paper's own training recipe in our config keys: the `full` profile as shipped in params.yaml
+    # The paper's own training recipe in our config keys: the `full` profile as shipped in configs/<paper>.yaml
     # (tests/test_recipes.py keeps the two equal). A run whose resolved config differs in any key is
     # `not comparable: recipe differs (<keys>)`. Empty: the paper states no recipe we replicate.
     recipe: dict[str, Any] = Field(default_factory=dict)
