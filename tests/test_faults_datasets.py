@@ -100,6 +100,24 @@ def test_a_corrupted_flac_ends_evaluate_with_one_line_naming_it(repo):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_truncated_flac_decoded_in_a_dataloader_worker_ends_train_with_one_line(repo):
+    """Training decodes FLACs in DataLoader workers (train.loader_workers): torch re-raises a worker's error
+    with the worker's traceback as its message; the stage still prints one line naming the file."""
+    root, datasets = repo
+    victim = datasets / "LibriSpeech/train-clean-100/100/5000/100-5000-0000.flac"
+    original = victim.read_bytes()
+    victim.write_bytes(original[: len(original) // 2])
+    shutil.rmtree(root / "checkpoints")  # else the finished checkpoint resumes and nothing is decoded
+    try:
+        proc = _stage(root, "train")
+    finally:
+        victim.write_bytes(original)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"dataset: {victim}: not a readable FLAC file (Internal psf_fseek() failed.)")
+    assert "Traceback" not in proc.stderr
+
+
 def test_inputs_skipped_on_purpose_are_listed_with_their_reason(tmp_path):
     """The openclipart reader (SVGs in the Debian package's format): what it leaves out, and why."""
     _svg(tmp_path / "animals" / "cat.svg", "Sleeping cat", "A grey cat asleep on a cushion.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from mmrepro.config import Params, ParamsError, load_params
 from mmrepro.datasets import DatasetError
@@ -31,17 +32,23 @@ def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: i
                 raise ParamsError(f"{name}: no recipe file configs/{name}.yaml (have: {', '.join(params.recipes)})")
         body(params, args)
     except ParamsError as exc:
-        print(f"{exc.source}: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"{exc.source}: {exc}", 2)
     except DataIntegrityError as exc:  # a prepared file changed after prepare: one line naming it
-        print(f"data: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"data: {exc}", 1)
     except TrackingError as exc:  # MLflow failed: what was kept on disk and how to log it later
-        print(exc, file=sys.stderr)
-        sys.exit(1)
+        _fail(str(exc), 1)
     except DatasetError as exc:  # a missing, undecodable or non-official external dataset: one line
-        print(f"dataset: {_one_line(exc)}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"dataset: {_one_line(exc)}", 2)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """The message on a line of its own, then exit: a progress bar the error interrupted is closed first
+    (tqdm leaves the cursor after the bar, and the message would continue its line)."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+    print(message, file=sys.stderr)
+    sys.exit(code)
 
 
 def _one_line(exc: BaseException) -> str:
