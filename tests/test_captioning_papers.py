@@ -38,8 +38,8 @@ def test_prepare_flickr8k_from_karpathy_json(tmp_path, monkeypatch):
 def test_batches_cover_the_fraction_and_tokens_strip_specials(tmp_path):
     cfg = KarpathyConfig(epochs=1, batch_size=16, lr=0.001, n_train=40, n_val=5, n_test=5, generate_fraction=0.5)
     cap.prepare_captions(cfg, tmp_path, seed=0)
-    full = list(cap.caption_batches(cfg, tmp_path, epoch=0, seed=0))
-    half = list(cap.caption_batches(cfg, tmp_path, epoch=0, seed=0, fraction=0.5))
+    full = list(KarpathyAlignment().train_batches(cfg, tmp_path, "align", epoch=0, seed=0))
+    half = list(KarpathyAlignment().train_batches(cfg, tmp_path, "generate", epoch=0, seed=0))
     assert [len(b["images"]) for b in full] == [16, 16, 8] and sum(len(b["images"]) for b in half) == 20
     assert KarpathyAlignment().steps_per_epoch(cfg, tmp_path, "generate") == 2
     assert (full[0]["tokens"][:, 0] == BOS).all()

@@ -108,7 +108,7 @@ class KarpathyAlignment(cap.CaptionPaper):
         return -(-round(cap.n_train_images(cfg, data_dir) * self._fraction(cfg, variant)) // cfg.batch_size)
 
     def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        return cap.caption_batches(cfg, data_dir, epoch, seed, self._fraction(cfg, variant))
+        return super().train_batches(cfg, data_dir, variant, epoch, seed, self._fraction(cfg, variant))
 
     def training_step(self, model, batch, variant: str) -> torch.Tensor:
         if variant == "align":
