@@ -1,5 +1,7 @@
-"""What the two speech-recognition papers (Conformer, Fast Conformer) share: their config schema,
-data preparation, feature batches, the CTC / transducer recogniser wrapper and the WER evaluation.
+"""What the speech-recognition papers (Conformer, Fast Conformer) share: their config schema, data
+preparation, feature batches, the CTC / transducer recogniser wrapper and the WER evaluation. Lip reading
+(`papers.vsr_conformer`) reuses the family's batching (`length_buckets`, `planned_buckets`, `pad_targets`),
+decoding (`transcribe`) and evaluation (`score_test_sets`: rows, hypotheses, one RESULTS.md format).
 
 Data per profile:
     smoke/cpu  `tts-speech` (espeak-ng + flite, test voices unseen; `mmrepro.data.tts_speech`) for
@@ -247,12 +249,69 @@ class _DecodedBatch:
         return _augmented_batch(self.cfg, data, tok, idx, torch.Generator().manual_seed(batch_seed))
 
 
-def _planned_batches(cfg: SpeechConfig, data_dir: Path, epoch: int, seed: int, lengths: list[int]) -> PlannedBatches:
-    """The epoch's length buckets, each with its augmentation seed, drawn in order from (seed, epoch)."""
-    buckets = length_buckets(lengths, cfg.batch_size, random.Random(seed * 7919 + epoch))
+def planned_buckets(lengths: list[int], batch_size: int, epoch: int, seed: int, make) -> PlannedBatches:
+    """The epoch's length buckets, each with its augmentation seed, drawn in order from (seed, epoch);
+    `make((indices, batch_seed))` builds a batch in whichever process runs it."""
+    buckets = length_buckets(lengths, batch_size, random.Random(seed * 7919 + epoch))
     gen = torch.Generator().manual_seed(seed * 7919 + epoch)
     seeds = torch.randint(0, 2**62, (len(buckets),), generator=gen).tolist()
-    return PlannedBatches(list(zip(buckets, seeds, strict=True)), _DecodedBatch(cfg, data_dir))
+    return PlannedBatches(list(zip(buckets, seeds, strict=True)), make)
+
+
+# ----------------------------------------------------------------------------------------- decoding, scoring
+
+
+def transcribe(model, data, tok, batch_size: int = 32, limit: int | None = None, beam: int = 1) -> list[str]:
+    """Hypotheses of the first `limit` (default all) utterances of `data` (anything with `lengths` and
+    `batch(indices) -> (inputs, lengths)`) by `model.decode(inputs, lengths, beam)`, batched by length."""
+    device = next(model.parameters()).device
+    n = len(data) if limit is None else min(limit, len(data))
+    order = sorted(range(n), key=lambda i: int(data.lengths[i]))
+    hyps: dict[int, str] = {}
+    for k in range(0, n, batch_size):
+        idx = order[k : k + batch_size]
+        inputs, lengths = data.batch(idx)
+        for i, ids in zip(idx, model.decode(inputs.to(device), lengths.to(device), beam), strict=True):
+            hyps[i] = tok.decode(ids)
+    return [hyps[i] for i in range(n)]
+
+
+def score_test_sets(models: dict[str, nn.Module], test_sets: list[tuple[Any, str, str]], tok, decoding,
+                    details: dict[str, Any], out_dir: Path, about: str) -> tuple[list[Result], dict]:
+    """WER/CER rows of every model on every test set (data with `texts`, `ids`, `speakers`, as `transcribe`
+    reads), per-utterance hypotheses (`hyp_<variant>_<dataset>_<split>.jsonl`), `RESULTS.md` (ESPnet-style
+    word and character tables, per speaker where known, under an `about` comment) and `summary.json`.
+    `decoding(variant)` -> (label, beam). Returns the rows and {(variant, dataset, split): WerResult}."""
+    results: list[Result] = []
+    tables: dict[str, WerResult] = {}
+    scored: dict[tuple[str, str, str], WerResult] = {}
+    for variant, model in models.items():
+        label, beam = decoding(variant)
+        n_params = sum(p.numel() for p in model.parameters())
+        for data, dataset, split in test_sets:
+            hyps = transcribe(model, data, tok, beam=beam)
+            r = scored[(variant, dataset, split)] = score(data.texts, hyps, ids=data.ids)
+            tables[f"{variant} / {dataset} {split}"] = r
+            # per speaker when the manifest names every utterance's (where the errors are)
+            by_speaker = {} if None in data.speakers else dict(sorted(score_by(r, data.speakers).items()))
+            for speaker, rs in by_speaker.items():
+                tables[f"{variant} / {dataset} {split} / {speaker}"] = rs
+            save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
+            row = {"normalisation": NORMALISATION, "decoding": label, "tokens": tok.kind,
+                   "vocab_size": tok.vocab_size, **details, "n_parameters": n_params, "snt": r.words.snt,
+                   "wrd": r.words.ref, "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
+                   "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
+                   "hypotheses": f"hyp_{variant}_{dataset}_{split}.jsonl"}
+            if by_speaker:
+                row["per_speaker_wer"] = {k: round(100 * v.wer, 2) for k, v in by_speaker.items()}
+            common = {"dataset": dataset, "split": split, "n_samples": r.words.snt, "scale": "x100",
+                      "variant": variant, "higher_is_better": False, "details": row}
+            results.append(Result("wer", 100 * r.wer, **common))
+            results.append(Result("cer", 100 * r.cer, **common))
+    header = f"<!-- {about}; normalisation: {NORMALISATION} -->\n\n"
+    (out_dir / "RESULTS.md").write_text(header + espnet_table(tables) + "\n" + espnet_table(tables, "char"))
+    (out_dir / "summary.json").write_text(json.dumps({k: v.summary() for k, v in tables.items()}, indent=2))
+    return results, scored
 
 
 # ----------------------------------------------------------------------------------------- paper
@@ -370,7 +429,7 @@ class SpeechPaper(Paper):
     def train_batches(self, cfg: SpeechConfig, data_dir: Path, variant: str, epoch: int, seed: int):
         data = feature_set(data_dir, "train")
         if data.decoded_on_the_fly:  # LibriSpeech FLACs: decoded and featurised in DataLoader workers
-            return _planned_batches(cfg, data_dir, epoch, seed, data.lengths.tolist())
+            return planned_buckets(data.lengths.tolist(), cfg.batch_size, epoch, seed, _DecodedBatch(cfg, data_dir))
         return self._cached_batches(cfg, data_dir, epoch, seed)
 
     def _cached_batches(self, cfg: SpeechConfig, data_dir: Path, epoch: int, seed: int):
@@ -384,23 +443,10 @@ class SpeechPaper(Paper):
         return model.loss(batch)
 
     # -- decoding and scoring
-    def transcribe(self, model: SpeechRecognizer, data: _FeatureSet, tok, batch_size: int = 32,
-                   limit: int | None = None, beam: int = 1) -> list[str]:
-        device = next(model.parameters()).device
-        n = len(data) if limit is None else min(limit, len(data))
-        order = sorted(range(n), key=lambda i: int(data.lengths[i]))
-        hyps: dict[int, str] = {}
-        for k in range(0, n, batch_size):
-            idx = order[k : k + batch_size]
-            feats, lengths = data.batch(idx)
-            for i, ids in zip(idx, model.decode(feats.to(device), lengths.to(device), beam), strict=True):
-                hyps[i] = tok.decode(ids)
-        return [hyps[i] for i in range(n)]
-
     def validate(self, model: SpeechRecognizer, cfg: SpeechConfig, data_dir: Path, variant: str) -> dict[str, float]:
         data = feature_set(data_dir, "dev")
         n = min(cfg.val_utterances, len(data))
-        hyps = self.transcribe(model, data, self.tokenizer(data_dir), limit=n)  # greedy per epoch (cheap)
+        hyps = transcribe(model, data, self.tokenizer(data_dir), limit=n)  # greedy per epoch (cheap)
         r = score(data.texts[:n], hyps)
         return {"wer": 100 * r.wer, "cer": 100 * r.cer}
 
@@ -414,35 +460,9 @@ class SpeechPaper(Paper):
         return sets
 
     def evaluate(self, models, cfg: SpeechConfig, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
-        tok = self.tokenizer(data_dir)
-        results: list[Result] = []
-        tables: dict[str, WerResult] = {}
-        for variant, model in models.items():
-            beam = cfg.beam_size if variant == "transducer" else 1
-            for split_name, dataset, split in self.test_sets(cfg, data_dir):
-                data = feature_set(data_dir, split_name)
-                hyps = self.transcribe(model, data, tok, beam=beam)
-                r = score(data.texts, hyps, ids=data.ids)
-                tables[f"{variant} / {dataset} {split}"] = r
-                # per speaker when the manifest names every utterance's (tts-speech: where the errors are)
-                by_speaker = {} if None in data.speakers else dict(sorted(score_by(r, data.speakers).items()))
-                for speaker, rs in by_speaker.items():
-                    tables[f"{variant} / {dataset} {split} / {speaker}"] = rs
-                save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
-                details = {"normalisation": NORMALISATION, "decoding": cfg.decoding(variant), "tokens": tok.kind,
-                           "vocab_size": tok.vocab_size, "size": cfg.size, "snt": r.words.snt, "wrd": r.words.ref,
-                           "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
-                           "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
-                           "hypotheses": f"hyp_{variant}_{dataset}_{split}.jsonl"}
-                if by_speaker:
-                    details["per_speaker_wer"] = {k: round(100 * v.wer, 2) for k, v in by_speaker.items()}
-                common = {"dataset": dataset, "split": split, "n_samples": r.words.snt, "scale": "x100",
-                          "variant": variant, "higher_is_better": False, "details": details}
-                results.append(Result("wer", 100 * r.wer, **common))
-                results.append(Result("cer", 100 * r.cer, **common))
-        decoding = ", ".join(cfg.decoding(v) for v in models)
-        header = (f"<!-- {self.name}, seed {seed}, size {cfg.size}, decoding: {decoding}; normalisation: "
-                  f"{NORMALISATION} -->\n\n")
-        (out_dir / "RESULTS.md").write_text(header + espnet_table(tables) + "\n" + espnet_table(tables, "char"))
-        (out_dir / "summary.json").write_text(json.dumps({k: v.summary() for k, v in tables.items()}, indent=2))
+        test_sets = [(feature_set(data_dir, name), dataset, split) for name, dataset, split in self.test_sets(cfg, data_dir)]
+        about = f"{self.name}, seed {seed}, size {cfg.size}, decoding: {', '.join(cfg.decoding(v) for v in models)}"
+        results, _ = score_test_sets(
+            models, test_sets, self.tokenizer(data_dir),
+            lambda v: (cfg.decoding(v), cfg.beam_size if v == "transducer" else 1), {"size": cfg.size}, out_dir, about)
         return results
