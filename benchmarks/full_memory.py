@@ -223,11 +223,11 @@ def _captioner(paper_name: str, variant: str, quick: bool):
         small = dict(encoder="small", image_size=32, encoder_dim=16, embed_dim=16, hidden_dim=16, attn_dim=16,
                      word_dim=16, gen_hidden_dim=16, gen_embed_dim=16, grid=2, max_caption_len=8)
         full.update({k: v for k, v in small.items() if k in paper.Config.model_fields})
-    cfg = paper.Config.model_validate(full).recipe_for(variant)
     n_words = 50 if quick else CAPTION_VOCAB
     tmp = Path(tempfile.mkdtemp(prefix="full_memory_vocab_"))
     CaptionVocab.build(f"w{i}" for i in range(n_words)).save(tmp / "vocab.json")  # the vocabulary's size only
-    model = paper.build_model(cfg, tmp, variant)
+    built = paper.build(paper.Config.model_validate(full), tmp).variant(variant)  # reads no images
+    cfg, model = built.recipe, built.build_model()
     n_vocab = n_words + 4
     length, side = cfg.max_caption_len, cfg.image_size
 
@@ -239,7 +239,7 @@ def _captioner(paper_name: str, variant: str, quick: bool):
                 "tokens": tokens}
 
     desc = f"{side}x{side} RGB ({cfg.encoder}), {length}-token captions (vocab {n_vocab})"
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, built.loss, desc
 
 
 def _build(paper: str, variant: str, quick: bool):

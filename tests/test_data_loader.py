@@ -53,7 +53,7 @@ def test_training_is_the_same_with_and_without_workers(tmp_path, monkeypatch):
     paper, cfg, data = _prepared(tmp_path, monkeypatch)
     results = {}
     for workers in (0, 2):
-        model, history = train_variant(paper, cfg, data, "ctc", 3, tmp_path / f"ckpt{workers}.pt", "abc",
+        model, history = train_variant(paper.build(cfg, data).variant("ctc"), 3, tmp_path / f"ckpt{workers}.pt", "abc",
                                        device=torch.device("cpu"), loader=LoaderSettings(workers=workers))
         results[workers] = (history.losses, [p.detach().clone() for p in model.parameters()])
     assert len(results[0][0]) == 7 and results[0][0] == results[2][0]

@@ -19,7 +19,7 @@ from mmrepro.data.counting_dots import DotsSpec, read_split, write_dataset
 from mmrepro.metrics.counting import count_accuracy, parse_count
 from mmrepro.models.starcapnet import StarCapNet as StarCapNetModel
 from mmrepro.models.starcapnet import StarCapNetConfig
-from mmrepro.papers.base import DataInfo, Result
+from mmrepro.papers.base import DataInfo, Result, Variant
 from mmrepro.papers.common import captioning as cap
 
 DATASET = "counting-dots"
@@ -61,18 +61,22 @@ class StarCapNet(cap.CaptionPaper):
         images, _, records = read_split(data_dir, split)
         return torch.from_numpy(images), [r["captions"] for r in records]
 
-    def n_train(self, cfg: Config, data_dir: Path) -> int:
-        return cfg.n_train
+    def make_variants(self, cfg: Config, data_dir: Path) -> list[Variant]:
+        data = cap.CaptionData(self, data_dir)
 
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
-        return StarCapNetModel(StarCapNetConfig(
-            vocab_size=len(cap.load_vocab(data_dir)), image_size=cfg.image_size, embed_dim=cfg.embed_dim,
-            hidden_dim=cfg.hidden_dim, dropout=cfg.dropout))
+        val_counts: list[list[int]] = []  # read once, at the first validation
 
-    def validate(self, model: StarCapNetModel, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        images, counts, _ = read_split(data_dir, "val")
-        captions = cap.decode(model, torch.from_numpy(images), cap.load_vocab(data_dir), 1, cfg.max_caption_len)
-        return {"count_accuracy": count_accuracy(captions, counts.tolist())}
+        def count_accuracy_on_val(model: StarCapNetModel) -> dict[str, float]:
+            images, _ = data.split("val")
+            val_counts[:] = val_counts or [read_split(data_dir, "val")[1].tolist()]
+            captions = cap.decode(model, images, data.vocab, 1, cfg.max_caption_len)
+            return {"count_accuracy": count_accuracy(captions, val_counts[0])}
+
+        return [self.captioner("main", cfg, data, lambda: self.model(cfg, len(data.vocab)), validate=count_accuracy_on_val)]
+
+    def model(self, cfg: Config, vocab_size: int) -> StarCapNetModel:
+        return StarCapNetModel(StarCapNetConfig(vocab_size=vocab_size, image_size=cfg.image_size,
+                                                embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout))
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         model, vocab = models["main"], cap.load_vocab(data_dir)

@@ -8,6 +8,7 @@ through `CaptionPaper.caption_split`; everything else is this module's.
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -21,7 +22,7 @@ from mmrepro.data.shapes_scenes import ShapesScenesConfig, Split, generate_split
 from mmrepro.metrics.captions import CaptionScores, evaluate_captions
 from mmrepro.datasets import DatasetError, DatasetSettings
 from mmrepro.models.image_encoder import ImageEncoderConfig
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
+from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant, iter_minibatches
 
 SYNTHETIC = "shapes-scenes"
 OPENCLIPART = "openclipart"
@@ -136,14 +137,6 @@ def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar:
                     identity=identity)
 
 
-def n_train_images(cfg: CaptionDataConfig, data_dir: Path) -> int:
-    """Training images: `n_train` of the synthetic data, else what prepare wrote (so that the LR schedule
-    knows the epoch length on the real datasets too)."""
-    if cfg.dataset == SYNTHETIC:
-        return cfg.n_train
-    return int(json.loads((Path(data_dir) / "info.json").read_text())["splits"]["train"])
-
-
 def load_vocab(data_dir: Path) -> CaptionVocab:
     return CaptionVocab.load(data_dir / "vocab.json")
 
@@ -217,9 +210,28 @@ def dataset_label(cfg: CaptionDataConfig, grammar: str = "scenes") -> str:
     return SYNTHETIC if grammar == "scenes" else f"{SYNTHETIC}/{grammar}"
 
 
+class CaptionData:
+    """A prepared captioning data directory as a built paper keeps it: the vocabulary and each split read
+    once, on first use (so that building a paper to score or size a model reads no images)."""
+
+    def __init__(self, paper: CaptionPaper, data_dir: Path) -> None:
+        self.paper, self.data_dir = paper, Path(data_dir)
+        self._splits: dict[str, tuple[torch.Tensor, list[list[str]]]] = {}
+
+    @cached_property
+    def vocab(self) -> CaptionVocab:
+        return load_vocab(self.data_dir)
+
+    def split(self, name: str) -> tuple[torch.Tensor, list[list[str]]]:
+        if name not in self._splits:
+            self._splits[name] = self.paper.caption_split(self.data_dir, name)
+        return self._splits[name]
+
+
 class CaptionPaper(Paper):
-    """Training and validation shared by the captioners: one random reference per image per epoch,
-    the model's own `loss(images, tokens)`, greedy exact match on the validation split."""
+    """What the captioners share: preparing shapes-scenes / Karpathy-JSON data and the captioning variant
+    (`captioner`): one random reference per image per epoch, the model's own `loss(images, tokens)`, greedy
+    exact match on the validation split. A paper implements `model(cfg, vocab_size)` (or `make_variants`)."""
 
     grammar: ClassVar[str] = "scenes"  # caption grammar of the synthetic shapes-scenes data
 
@@ -235,22 +247,28 @@ class CaptionPaper(Paper):
         data = read_split(data_dir, split)
         return images_tensor(data), data.captions
 
-    def n_train(self, cfg: CaptionDataConfig, data_dir: Path) -> int:
-        return n_train_images(cfg, data_dir)
+    def model(self, cfg: CaptionConfig, vocab_size: int) -> torch.nn.Module:
+        raise NotImplementedError(f"{self.name}: model() or make_variants()")
 
-    def steps_per_epoch(self, cfg: CaptionConfig, data_dir: Path, variant: str) -> int | None:
-        return -(-self.n_train(cfg, data_dir) // cfg.batch_size)
+    def make_variants(self, cfg: CaptionConfig, data_dir: Path) -> list[Variant]:
+        data = CaptionData(self, data_dir)
+        return [self.captioner("main", cfg, data, lambda: self.model(cfg, len(data.vocab)))]
 
-    def train_batches(self, cfg: CaptionConfig, data_dir: Path, variant: str, epoch: int, seed: int,
-                      fraction: float = 1.0):
-        images, captions = self.caption_split(data_dir, "train")
-        return caption_batches(images, captions, load_vocab(data_dir), cfg.batch_size, cfg.max_caption_len, epoch,
-                               seed, fraction)
+    def captioner(self, name: str, cfg: CaptionConfig, data: CaptionData, build, fraction: float = 1.0,
+                  validate=None) -> Variant:
+        """A variant trained on captions; `fraction` < 1 trains on that share of the (re-shuffled every epoch)
+        training images; `validate(model)` defaults to greedy exact match on the validation split."""
+        recipe = cfg.recipe_for(name)
 
-    def training_step(self, model, batch, variant: str) -> torch.Tensor:
-        return model.loss(batch["images"], batch["tokens"])
+        def batches(epoch: int, seed: int) -> EpochBatches:
+            images, captions = data.split("train")
+            n = min(len(images), round(len(images) * fraction))
+            return EpochBatches(-(-n // recipe.batch_size), caption_batches(
+                images, captions, data.vocab, recipe.batch_size, cfg.max_caption_len, epoch, seed, fraction))
 
-    def validate(self, model, cfg: CaptionConfig, data_dir: Path, variant: str) -> dict[str, float]:
-        images, captions = self.caption_split(data_dir, "val")
-        preds = decode(model, images, load_vocab(data_dir), 1, cfg.max_caption_len)
-        return {"exact_match": exact_match(preds, captions)}
+        def exact_match_on_val(model) -> dict[str, float]:
+            images, captions = data.split("val")
+            return {"exact_match": exact_match(decode(model, images, data.vocab, 1, cfg.max_caption_len), captions)}
+
+        return Variant(self.name, name, recipe, build, batches, lambda model, batch: model.loss(batch["images"], batch["tokens"]),
+                       validate or exact_match_on_val)
