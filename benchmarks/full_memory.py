@@ -91,9 +91,6 @@ def _profile(paper: str) -> dict:
 def _speech(paper_name: str, variant: str, quick: bool):
     import torch
 
-    from mmrepro.models.ctc import CTCHead
-    from mmrepro.models.transducer import TransducerHead
-    from mmrepro.papers.common.speech import SpeechRecognizer
     from mmrepro.papers.conformer import Conformer
     from mmrepro.papers.fast_conformer import FastConformer
 
@@ -104,15 +101,7 @@ def _speech(paper_name: str, variant: str, quick: bool):
     cfg = paper.Config.model_validate(full)
     inp = SPEECH_QUICK if quick else SPEECH
     vocab = inp["vocab"]
-    encoder = paper.build_encoder(cfg)
-    d = encoder.output_dim
-    if variant == "ctc":
-        head = CTCHead(d, vocab, blank=vocab)
-    elif cfg.size == "tiny":
-        head = TransducerHead(d, vocab, pred_dim=cfg.pred_dim, blank=vocab, dropout=cfg.dropout)
-    else:
-        head = TransducerHead.preset(cfg.size, d, vocab, blank=vocab)
-    model = SpeechRecognizer(encoder, head, cfg.max_symbols)
+    model = paper.recognizer(cfg, variant, vocab)
 
     def make_batch(b: int, _ctx):
         g = torch.Generator().manual_seed(b)
@@ -123,7 +112,7 @@ def _speech(paper_name: str, variant: str, quick: bool):
 
     desc = (f"{inp['frames'] / 100:g} s = {inp['frames']} x 80 log-mel, {inp['tokens']} tokens "
             f"(vocab {vocab} + blank)")
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, lambda m, batch: m.loss(batch), desc
 
 
 def _vsr(variant: str, quick: bool):
@@ -137,7 +126,8 @@ def _vsr(variant: str, quick: bool):
         full.update(image_size=16, d_model=32, num_layers=1, num_heads=2, conv_kernel=3, resnet_width=4,
                     pred_dim=16, joint_dim=16, embed_dim=8)
     cfg = paper.Config.model_validate(full)
-    model = paper.build_model(cfg, Path("."), variant)
+    built = paper.build(cfg, Path(".")).variant(variant)  # reads no data
+    model = built.build_model()
     inp, side, vocab = (VSR_QUICK if quick else VSR), cfg.image_size, paper.tokenizer.vocab_size
 
     def make_batch(b: int, _ctx):
@@ -148,7 +138,7 @@ def _vsr(variant: str, quick: bool):
                 "target_lengths": torch.full((b,), inp["chars"], dtype=torch.long)}
 
     desc = f"{inp['frames']} frames ({inp['frames'] / 25:g} s at 25 fps) of {side}x{side}, {inp['chars']} chars"
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, built.loss, desc
 
 
 def _sympow(variant: str, quick: bool):

@@ -17,30 +17,31 @@ def test_paper_smoke_end_to_end(tmp_path):
     cfg = paper_config(load_params("params.yaml"), "vsr_conformer", "smoke")
     info = paper.prepare(cfg, tmp_path / "data", seed=0)
     assert info.dataset == "synthetic-lips" and info.splits == {"train": 16, "dev": 3, "test": 6}
-    assert paper.variants(cfg) == ["lp", "conv"]
+    built = paper.build(cfg, tmp_path / "data")
+    assert [v.name for v in built.variants] == ["lp", "conv"]
     models = {}
-    for variant in paper.variants(cfg):
+    for variant in built.variants:
         torch.manual_seed(0)
-        model = paper.build_model(cfg, tmp_path / "data", variant)
+        model = variant.build_model()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-        batch = next(iter(paper.train_batches(cfg, tmp_path / "data", variant, 0, 0)))
+        batch = next(iter(variant.batches(0, 0)))
         assert batch["frames"].dtype == torch.uint8 and batch["frames"].shape[-1] == 64 * 64
         losses = []
         for _ in range(3):
-            loss = paper.training_step(model, batch, variant)
+            loss = variant.loss(model, batch)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < losses[0]
-        models[variant] = model.eval()
+        models[variant.name] = model.eval()
         with torch.no_grad():
-            val = paper.validate(model, cfg, tmp_path / "data", variant)
+            val = variant.validate(model)
         assert set(val) == {"wer", "cer", "process_cpu_s"} and 0 <= val["cer"] and val["process_cpu_s"] > 0
     out = tmp_path / "out"
     out.mkdir()
     with torch.no_grad():
-        results = paper.evaluate(models, cfg, tmp_path / "data", out, seed=0)
+        results = built.evaluate(models, out, seed=0)
     rows = {(r.variant, r.metric): r for r in results}
     assert set(rows) == {("lp", "wer"), ("lp", "cer"), ("conv", "wer"), ("conv", "cer"), ("lp-vs-conv", "wer_lp_minus_conv")}
     claim = rows[("lp-vs-conv", "wer_lp_minus_conv")]
@@ -79,7 +80,7 @@ def test_lrs3_prepare_and_batches(tmp_path, monkeypatch):
     paper = get_paper("vsr_conformer", DatasetSettings(tmp_path))
     info = paper.prepare(cfg, tmp_path / "data", seed=0)
     assert info.dataset == "lrs3" and info.splits == {"train": 2, "dev": 1, "test": 1}
-    batch = next(iter(paper.train_batches(cfg, tmp_path / "data", "lp", 0, 0)))
+    batch = next(iter(paper.build(cfg, tmp_path / "data").variant("lp").batches(0, 0)))
     assert batch["frames"].shape == (2, 20, 64 * 64) and batch["lengths"].tolist() == [20, 20]
     test = [json.loads(x) for x in (tmp_path / "data" / "test.jsonl").read_text().splitlines()]
     assert test[0]["text"] == "IT'S TIME" and paper.tokenizer.decode(paper.tokenizer.encode(test[0]["text"])) == "it's time"
@@ -106,12 +107,13 @@ def test_evaluate_with_beam_search_reports_it(tmp_path):
     cfg = paper.Config(**_SMOKE, variants=["lp"], head="transducer", pred_dim=16, beam_size=3)
     paper.prepare(cfg, tmp_path / "data", seed=0)
     torch.manual_seed(0)
-    model = paper.build_model(cfg, tmp_path / "data", "lp").eval()
+    lp = paper.build(cfg, tmp_path / "data").variant("lp")
+    model = lp.build_model().eval()
     calls = []
     beam_search = model.head.beam_search
     model.head.beam_search = lambda *a, **k: calls.append(a[2]) or beam_search(*a, **k)
     with torch.no_grad():
-        paper.validate(model, cfg, tmp_path / "data", "lp")
+        lp.validate(model)
         assert calls == []  # per-epoch validation stays greedy
         out = tmp_path / "out"
         out.mkdir()

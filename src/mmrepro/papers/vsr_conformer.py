@@ -35,7 +35,7 @@ from mmrepro.data.tokenizer import CharTokenizer
 from mmrepro.metrics.wer import paired_bootstrap, score
 from mmrepro.models.vsr_frontends import VisualConformer, VSRConfig
 from mmrepro.datasets import DatasetError, DatasetSettings
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
+from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, Variant
 from mmrepro.papers.common.speech import pad_targets, planned_buckets, score_test_sets, transcribe
 
 CLAIM = ("LP front end reads lips as well as or better than the 3D-conv + ResNet-18 front end at equal "
@@ -240,9 +240,6 @@ class VsrConformer(Paper):
             "pairing": "sentence_id == tts-speech utt_id for the same data_seed (mmrepro.data.synthetic_lips)",
         })
 
-    def variants(self, cfg: Config) -> list[str]:
-        return list(cfg.variants)
-
     def departures(self, cfg: Config) -> list[str]:
         out = ["the paper pre-trains on ~100k h of YouTube video, which is not public (its 12.8% WER includes it)"]
         if cfg.beam_size != 8 or cfg.head != "transducer":
@@ -259,27 +256,35 @@ class VsrConformer(Paper):
             pred_dim=cfg.pred_dim, joint_dim=cfg.joint_dim, embed_dim=cfg.embed_dim,
         )
 
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
-        return VisualConformer(self.model_config(cfg, variant))
+    def make_variants(self, cfg: Config, data_dir: Path) -> list[Variant]:
+        """One model per front end (`lp`, `conv`): the same encoder, head and recipe keys."""
+        splits: dict[str, _Split] = {}  # read once, on first use
 
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
-        return -(-len(_read_records(data_dir, "train")) // cfg.batch_size)
+        def split(name: str) -> _Split:
+            if name not in splits:
+                splits[name] = _Split(Path(data_dir), name)
+            return splits[name]
 
-    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        lengths = [r["n_frames"] for r in _read_records(data_dir, "train")]
-        return planned_buckets(lengths, cfg.batch_size, epoch, seed, _ClipBatch(cfg, data_dir, self.tokenizer))
+        def variant(frontend: str) -> Variant:
+            recipe = cfg.recipe_for(frontend)
 
-    def training_step(self, model: VisualConformer, batch, variant: str) -> torch.Tensor:
-        return model.loss(batch["frames"], batch["lengths"], batch["targets"], batch["target_lengths"])
+            def batches(epoch: int, seed: int):
+                return planned_buckets(split("train").lengths.tolist(), recipe.batch_size, epoch, seed,
+                                       _ClipBatch(recipe, Path(data_dir), self.tokenizer))
 
-    def validate(self, model: VisualConformer, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        split = _Split(data_dir, "dev")
-        n = min(cfg.val_clips, len(split))
-        hyps = transcribe(model, split, self.tokenizer, limit=n)  # greedy per epoch (cheap), whatever beam_size tests with
-        res = score(split.texts[:n], hyps)
-        # process CPU seconds so far (all variants of this train stage): the per-variant compute
-        # budget is read from it, as wall time on a shared machine says little
-        return {"wer": 100 * res.wer, "cer": 100 * res.cer, "process_cpu_s": time.process_time()}
+            def validate(model: VisualConformer) -> dict[str, float]:
+                dev = split("dev")
+                n = min(cfg.val_clips, len(dev))
+                res = score(dev.texts[:n], transcribe(model, dev, self.tokenizer, limit=n))  # greedy (cheap)
+                # process CPU seconds so far (all variants of this train stage): the per-variant compute
+                # budget is read from it, as wall time on a shared machine says little
+                return {"wer": 100 * res.wer, "cer": 100 * res.cer, "process_cpu_s": time.process_time()}
+
+            return Variant(self.name, frontend, recipe, lambda: VisualConformer(self.model_config(cfg, frontend)),
+                           batches, lambda model, b: model.loss(b["frames"], b["lengths"], b["targets"], b["target_lengths"]),
+                           validate)
+
+        return [variant(frontend) for frontend in cfg.variants]
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         split = _Split(data_dir, "test")
