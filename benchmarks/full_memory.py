@@ -151,7 +151,8 @@ def _sympow(variant: str, quick: bool):
     if quick:
         full.update(d_model=32, n_layer=1, n_head=2, chunk_size=64)
     cfg = paper.Config.model_validate(full)
-    model = paper.build_model(cfg, Path("."), variant)
+    built = paper.build(cfg, Path(".")).variant(variant)  # reads no data
+    model = built.build_model()
     vocab = model.cfg.vocab_size if hasattr(model, "cfg") else 50304
 
     def make_batch(b: int, ctx: int):
@@ -161,7 +162,7 @@ def _sympow(variant: str, quick: bool):
 
     desc = (f"context T tokens (profile {cfg.context}), chunk_size {cfg.chunk_size or cfg.context}, "
             f"vocab {vocab}")
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, built.loss, desc
 
 
 def _vqvae(variant: str, quick: bool):
