@@ -178,7 +178,8 @@ def _vqvae(variant: str, quick: bool):
                     prior_heads=2, image_size=16)
     cfg = paper.Config.model_validate(full)
     base, phase = variant.split("/") if "/" in variant else (variant, "")
-    model = paper.build_model(cfg, Path("."), base)
+    built = paper.build(cfg, Path(".")).variant(base)  # reads no data
+    model = built.build_model()
     if phase == "prior":
         model.steps_done.fill_(cfg.vq_steps)  # past the VQ-VAE phase: the prior trains on frozen codes
     n_text = len(CaptionTokenizer())
@@ -194,7 +195,7 @@ def _vqvae(variant: str, quick: bool):
     def step(m, batch):
         if phase:
             m.steps_done.fill_(0 if phase == "vq" else cfg.vq_steps)  # training_loss counts one step
-        return paper.training_step(m, batch, base)
+        return built.loss(m, batch)
 
     desc = f"{side}x{side} RGB" + (f", {TEXT_LEN} caption tokens" if base == "text2image" else "")
     return cfg, model, make_batch, step, desc

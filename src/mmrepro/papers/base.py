@@ -228,40 +228,11 @@ class Paper(ABC):
         """The paper built once with its config and prepared data: its variants and its evaluation."""
         return BuiltPaper(self, cfg, Path(data_dir), self.make_variants(cfg, Path(data_dir)))
 
+    @abstractmethod
     def make_variants(self, cfg: TrainConfig, data_dir: Path) -> list[Variant]:
-        """The variants of this config (each with `cfg.recipe_for(name)` as its recipe). TRANSITIONAL: builds
-        them from the old per-variant-string methods until every paper makes its own."""
-        return [self._legacy_variant(cfg, data_dir, name) for name in self.variants(cfg)]
-
-    def _legacy_variant(self, cfg: TrainConfig, data_dir: Path, name: str) -> Variant:
-        recipe = cfg.recipe_for(name)
-
-        def batches(epoch: int, seed: int) -> Sized:
-            made = self.train_batches(recipe, data_dir, name, epoch, seed)
-            return made if isinstance(made, Sized) else EpochBatches(self.steps_per_epoch(recipe, data_dir, name), made)
-
-        return Variant(self.name, name, recipe, lambda: self.build_model(recipe, data_dir, name), batches,
-                       lambda model, batch: self.training_step(model, batch, name),
-                       lambda model: self.validate(model, recipe, data_dir, name))
-
-    def variants(self, cfg: TrainConfig) -> list[str]:
-        return ["main"]
-
-    def build_model(self, cfg: TrainConfig, data_dir: Path, variant: str) -> torch.nn.Module:
-        raise NotImplementedError
-
-    def train_batches(
-        self, cfg: TrainConfig, data_dir: Path, variant: str, epoch: int, seed: int
-    ) -> Iterable[Batch]:
-        raise NotImplementedError
-
-    def training_step(self, model: torch.nn.Module, batch: Batch, variant: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def validate(
-        self, model: torch.nn.Module, cfg: TrainConfig, data_dir: Path, variant: str
-    ) -> dict[str, float]:
-        return {}
+        """The variants this config trains, each with `cfg.recipe_for(name)` as its recipe. Data is read when
+        a variant first needs it (its batches, its validation, a vocabulary for its model), and kept: building
+        a paper to size or score a model reads no training data."""
 
     @abstractmethod
     def evaluate(
@@ -280,10 +251,6 @@ class Paper(ABC):
         pretraining the paper had and we do not, a different decoder, a missing pretrained encoder).
         Any of them makes every row of the paper `not comparable`. Default: none."""
         return []
-
-    def steps_per_epoch(self, cfg: TrainConfig, data_dir: Path, variant: str) -> int | None:
-        """Batches per epoch when known (for the progress bar and the LR schedule)."""
-        return None
 
 
 def iter_minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
