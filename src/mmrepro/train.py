@@ -215,13 +215,13 @@ def _epoch_length(batches_per_epoch: int, cfg: TrainConfig, micro_at_start: int)
     return n
 
 
-def _epoch_stream(batches, start: int, limit: int | None, world: World, loader: LoaderSettings):
+def _epoch_stream(batches, start: int, limit: int, world: World, loader: LoaderSettings):
     """(index, batch) over the epoch's micro-batches; batch is None where another rank trains on it or it was
     consumed before the checkpoint this run resumed from. A `PlannedBatches` makes only this rank's remaining
     batches, in DataLoader workers; any other iterable is walked whole (skipped batches are made, then dropped)."""
 
     def wanted(i: int) -> bool:
-        return i >= start and i % world.size == world.rank and (limit is None or i < limit)
+        return i >= start and i % world.size == world.rank and i < limit
 
     if isinstance(batches, PlannedBatches):
         yield from batches.stream(wanted, loader)

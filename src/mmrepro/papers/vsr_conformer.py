@@ -248,9 +248,9 @@ class VsrConformer(Paper):
             out.append("trained without LRS3 pretrain (the paper: pretrain + trainval)")
         return out
 
-    def model_config(self, cfg: Config, variant: str) -> VSRConfig:
+    def model_config(self, cfg: Config, frontend: str) -> VSRConfig:
         return VSRConfig(
-            frontend=variant, image_size=cfg.image_size, d_model=cfg.d_model, num_layers=cfg.num_layers,
+            frontend=frontend, image_size=cfg.image_size, d_model=cfg.d_model, num_layers=cfg.num_layers,
             num_heads=cfg.num_heads, ff_mult=cfg.ff_mult, conv_kernel=cfg.conv_kernel, dropout=cfg.dropout,
             resnet_width=cfg.resnet_width, pixel_norm=cfg.pixel_norm, head=cfg.head, vocab_size=self.tokenizer.vocab_size,
             pred_dim=cfg.pred_dim, joint_dim=cfg.joint_dim, embed_dim=cfg.embed_dim,
