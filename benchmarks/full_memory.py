@@ -90,9 +90,6 @@ def _profile(paper: str) -> dict:
 def _speech(paper_name: str, variant: str, quick: bool):
     import torch
 
-    from mmrepro.models.ctc import CTCHead
-    from mmrepro.models.transducer import TransducerHead
-    from mmrepro.papers.common.speech import SpeechRecognizer
     from mmrepro.papers.conformer import Conformer
     from mmrepro.papers.fast_conformer import FastConformer
 
@@ -103,15 +100,7 @@ def _speech(paper_name: str, variant: str, quick: bool):
     cfg = paper.Config.model_validate(full)
     inp = SPEECH_QUICK if quick else SPEECH
     vocab = inp["vocab"]
-    encoder = paper.build_encoder(cfg)
-    d = encoder.output_dim
-    if variant == "ctc":
-        head = CTCHead(d, vocab, blank=vocab)
-    elif cfg.size == "tiny":
-        head = TransducerHead(d, vocab, pred_dim=cfg.pred_dim, blank=vocab, dropout=cfg.dropout)
-    else:
-        head = TransducerHead.preset(cfg.size, d, vocab, blank=vocab)
-    model = SpeechRecognizer(encoder, head, cfg.max_symbols)
+    model = paper.recognizer(cfg, variant, vocab)
 
     def make_batch(b: int, _ctx):
         g = torch.Generator().manual_seed(b)
@@ -122,7 +111,7 @@ def _speech(paper_name: str, variant: str, quick: bool):
 
     desc = (f"{inp['frames'] / 100:g} s = {inp['frames']} x 80 log-mel, {inp['tokens']} tokens "
             f"(vocab {vocab} + blank)")
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, lambda m, batch: m.loss(batch), desc
 
 
 def _vsr(variant: str, quick: bool):
@@ -136,7 +125,8 @@ def _vsr(variant: str, quick: bool):
         full.update(image_size=16, d_model=32, num_layers=1, num_heads=2, conv_kernel=3, resnet_width=4,
                     pred_dim=16, joint_dim=16, embed_dim=8)
     cfg = paper.Config.model_validate(full)
-    model = paper.build_model(cfg, Path("."), variant)
+    built = paper.build(cfg, Path(".")).variant(variant)  # reads no data
+    model = built.build_model()
     inp, side, vocab = (VSR_QUICK if quick else VSR), cfg.image_size, paper.tokenizer.vocab_size
 
     def make_batch(b: int, _ctx):
@@ -147,7 +137,7 @@ def _vsr(variant: str, quick: bool):
                 "target_lengths": torch.full((b,), inp["chars"], dtype=torch.long)}
 
     desc = f"{inp['frames']} frames ({inp['frames'] / 25:g} s at 25 fps) of {side}x{side}, {inp['chars']} chars"
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, built.loss, desc
 
 
 def _sympow(variant: str, quick: bool):
@@ -160,7 +150,8 @@ def _sympow(variant: str, quick: bool):
     if quick:
         full.update(d_model=32, n_layer=1, n_head=2, chunk_size=64)
     cfg = paper.Config.model_validate(full)
-    model = paper.build_model(cfg, Path("."), variant)
+    built = paper.build(cfg, Path(".")).variant(variant)  # reads no data
+    model = built.build_model()
     vocab = model.cfg.vocab_size if hasattr(model, "cfg") else 50304
 
     def make_batch(b: int, ctx: int):
@@ -170,7 +161,7 @@ def _sympow(variant: str, quick: bool):
 
     desc = (f"context T tokens (profile {cfg.context}), chunk_size {cfg.chunk_size or cfg.context}, "
             f"vocab {vocab}")
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, built.loss, desc
 
 
 def _vqvae(variant: str, quick: bool):
@@ -186,7 +177,8 @@ def _vqvae(variant: str, quick: bool):
                     prior_heads=2, image_size=16)
     cfg = paper.Config.model_validate(full)
     base, phase = variant.split("/") if "/" in variant else (variant, "")
-    model = paper.build_model(cfg, Path("."), base)
+    built = paper.build(cfg, Path(".")).variant(base)  # reads no data
+    model = built.build_model()
     if phase == "prior":
         model.steps_done.fill_(cfg.vq_steps)  # past the VQ-VAE phase: the prior trains on frozen codes
     n_text = len(CaptionTokenizer())
@@ -202,7 +194,7 @@ def _vqvae(variant: str, quick: bool):
     def step(m, batch):
         if phase:
             m.steps_done.fill_(0 if phase == "vq" else cfg.vq_steps)  # training_loss counts one step
-        return paper.training_step(m, batch, base)
+        return built.loss(m, batch)
 
     desc = f"{side}x{side} RGB" + (f", {TEXT_LEN} caption tokens" if base == "text2image" else "")
     return cfg, model, make_batch, step, desc
@@ -222,11 +214,11 @@ def _captioner(paper_name: str, variant: str, quick: bool):
         small = dict(encoder="small", image_size=32, encoder_dim=16, embed_dim=16, hidden_dim=16, attn_dim=16,
                      word_dim=16, gen_hidden_dim=16, gen_embed_dim=16, grid=2, max_caption_len=8)
         full.update({k: v for k, v in small.items() if k in paper.Config.model_fields})
-    cfg = paper.Config.model_validate(full).recipe_for(variant)
     n_words = 50 if quick else CAPTION_VOCAB
     tmp = Path(tempfile.mkdtemp(prefix="full_memory_vocab_"))
     CaptionVocab.build(f"w{i}" for i in range(n_words)).save(tmp / "vocab.json")  # the vocabulary's size only
-    model = paper.build_model(cfg, tmp, variant)
+    built = paper.build(paper.Config.model_validate(full), tmp).variant(variant)  # reads no images
+    cfg, model = built.recipe, built.build_model()
     n_vocab = n_words + 4
     length, side = cfg.max_caption_len, cfg.image_size
 
@@ -238,7 +230,7 @@ def _captioner(paper_name: str, variant: str, quick: bool):
                 "tokens": tokens}
 
     desc = f"{side}x{side} RGB ({cfg.encoder}), {length}-token captions (vocab {n_vocab})"
-    return cfg, model, make_batch, lambda m, batch: paper.training_step(m, batch, variant), desc
+    return cfg, model, make_batch, built.loss, desc
 
 
 def _build(paper: str, variant: str, quick: bool):

@@ -7,7 +7,7 @@ the model's training-step rate on the full profile's batch.
 The corpus is written in the LibriSpeech layout's form (16 kHz 16-bit FLAC, noise + tones) at the
 LibriSpeech 960 h mean utterance length (12.3 s; `--seconds`), with a NeMo manifest and character tokens.
 The batches are the full profile's (`papers.conformer.full` in params.yaml: batch_size 16, SpecAugment
-2 x F=27 + 10 x pS=0.05), planned and made exactly as training makes them (`SpeechPaper.train_batches` ->
+2 x F=27 + 10 x pS=0.05), planned and made exactly as training makes them (`SpeechPaper`'s variant batches ->
 `PlannedBatches` -> DataLoader), timed over one pass. The step is forward + transducer loss + backward of
 Conformer-L (the full profile's model, its 1024-piece joint: the character targets are valid ids of it)
 on the first 1 and 2 utterances of one of those batches, extrapolated linearly to the recipe's 16 (the full
@@ -25,7 +25,6 @@ import os
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,17 +78,16 @@ def _first(batch: dict, n: int) -> dict:
 
 def step_times(paper, cfg, data_dir: Path, batch: dict, sizes: list[int]) -> dict[int, float]:
     """Seconds of one forward + loss + backward of the full model on the batch's first n utterances, per n."""
-    paper.tokenizer = lambda _: types.SimpleNamespace(vocab_size=cfg.sp_vocab)  # the recipe's joint size
     torch.manual_seed(0)
-    model = paper.build_model(cfg, data_dir, "transducer").train()
+    model = paper.recognizer(cfg, "transducer", cfg.sp_vocab).train()  # the recipe's joint size
     warm = _first(batch, 1)
     warm["feats"], warm["feat_lens"] = warm["feats"][:, :200], warm["feat_lens"].clamp(max=200)
-    paper.training_step(model, warm, "transducer").backward()  # untimed: first-call allocations
+    model.loss(warm).backward()  # untimed: first-call allocations
     model.zero_grad(set_to_none=True)
     times = {}
     for n in sizes:
         started = time.perf_counter()
-        paper.training_step(model, _first(batch, n), "transducer").backward()
+        model.loss(_first(batch, n)).backward()
         model.zero_grad(set_to_none=True)
         times[n] = time.perf_counter() - started
     return times
@@ -125,7 +123,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         write_corpus(data_dir, args.utterances, args.seconds)
-        planned = paper.train_batches(cfg, data_dir, "transducer", epoch=0, seed=0)
+        planned = paper.build(cfg, data_dir).variant("transducer").batches(0, 0)
         rates = {w: loader_rate(planned, w) for w in args.workers}
         _, batch = next(planned.stream(lambda i: i == 0))
         times = step_times(paper, cfg, data_dir, batch, args.step_batches)

@@ -46,8 +46,8 @@ def main() -> None:
         data, ckpt = Path(tmp) / "data", Path(tmp) / "ckpt"
         paper.prepare(cfg, data, 0)
         started = time.monotonic()
-        judge, _ = train_variant(paper, cfg, data, "classifier", 0, ckpt / "classifier.pt", "bench")
-        t2i, history = train_variant(paper, cfg, data, "text2image", args.seed, ckpt / "t2i.pt", "bench")
+        judge, _ = train_variant(paper.build(cfg, data).variant("classifier"), 0, ckpt / "classifier.pt", "bench")
+        t2i, history = train_variant(paper.build(cfg, data).variant("text2image"), args.seed, ckpt / "t2i.pt", "bench")
         trained_s = time.monotonic() - started
         images, attrs, captions = shapes.read_split(data / "shapes", "test")
     x = torch.from_numpy(images).float() / 255

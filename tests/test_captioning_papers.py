@@ -33,15 +33,23 @@ def test_prepare_flickr8k_from_karpathy_json(tmp_path, monkeypatch):
     assert test.images.shape == (4, 8, 8, 3)
     assert test.captions[1][4] == " ".join(released[9]["sentences"][4]["tokens"])
     assert cap.dataset_label(cfg) == "flickr8k"
+    # the LR schedule's epoch length on a real dataset: the prepared split's (it was None once: a constant LR)
+    from mmrepro.papers.attention_captioner import AttentionCaptioner
+
+    acfg = AttentionCaptioner.Config(dataset="flickr8k", epochs=1, batch_size=4, lr=1e-3, image_size=8)
+    assert len(AttentionCaptioner().build(acfg, out).variant("main").batches(0, 0)) == 2  # ceil(6 / 4)
+    kcfg = KarpathyConfig(dataset="flickr8k", epochs=1, batch_size=2, lr=1e-3, image_size=8, generate_fraction=0.5)
+    assert len(KarpathyAlignment().build(kcfg, out).variant("generate").batches(0, 0)) == 2  # ceil(6 * 0.5 / 2)
 
 
 def test_batches_cover_the_fraction_and_tokens_strip_specials(tmp_path):
     cfg = KarpathyConfig(epochs=1, batch_size=16, lr=0.001, n_train=40, n_val=5, n_test=5, generate_fraction=0.5)
     cap.prepare_captions(cfg, tmp_path, seed=0)
-    full = list(cap.caption_batches(cfg, tmp_path, epoch=0, seed=0))
-    half = list(cap.caption_batches(cfg, tmp_path, epoch=0, seed=0, fraction=0.5))
+    built = KarpathyAlignment().build(cfg, tmp_path)
+    full = list(built.variant("align").batches(0, 0))
+    half = list(built.variant("generate").batches(0, 0))
     assert [len(b["images"]) for b in full] == [16, 16, 8] and sum(len(b["images"]) for b in half) == 20
-    assert KarpathyAlignment().steps_per_epoch(cfg, tmp_path, "generate") == 2
+    assert len(built.variant("generate").batches(0, 0)) == 2 and len(built.variant("align").batches(0, 0)) == 3
     assert (full[0]["tokens"][:, 0] == BOS).all()
     tokens = torch.tensor([[BOS, 7, 8, EOS, PAD], [BOS, 9, EOS, PAD, PAD]])
     assert _fragment_tokens(tokens).tolist() == [[7, 8, PAD, PAD], [9, PAD, PAD, PAD]]
@@ -54,7 +62,7 @@ def test_alignment_rows(tmp_path):
     data = tmp_path / "data"
     paper.prepare(cfg, data, seed=0)
     torch.manual_seed(0)
-    model = paper.build_model(cfg, data, "align").eval()
+    model = paper.build(cfg, data).variant("align").build_model().eval()
     out = tmp_path / "out"
     out.mkdir()
     rows = {r.metric: r for r in paper.evaluate({"align": model}, cfg, data, out, seed=0)}
@@ -84,18 +92,3 @@ def test_attention_maps_are_saved_as_images(tmp_path):
     assert [p.name for p in paths] == ["test_000.png", "test_001.png"]
     long, short = (Image.open(p) for p in paths)
     assert long.height > short.height  # 10 panels wrap onto a second row, 4 panels do not
-
-
-def test_the_epoch_length_on_a_real_dataset_comes_from_the_prepared_split(tmp_path):
-    """On Flickr8k the LR schedule needs the number of batches: it is read from what prepare wrote
-    (info.json), not None (which made the cosine schedule constant)."""
-    import json
-
-    from mmrepro.papers.attention_captioner import AttentionCaptioner
-    from mmrepro.papers.karpathy_alignment import KarpathyAlignment
-
-    (tmp_path / "info.json").write_text(json.dumps({"splits": {"train": 6000, "val": 1000, "test": 1000}}))
-    cfg = AttentionCaptioner.Config(dataset="flickr8k", epochs=1, batch_size=64, lr=1e-3)
-    assert AttentionCaptioner().steps_per_epoch(cfg, tmp_path, "main") == 94  # ceil(6000 / 64)
-    kcfg = KarpathyAlignment.Config(dataset="flickr8k", epochs=1, batch_size=100, lr=1e-3, generate_fraction=0.5)
-    assert KarpathyAlignment().steps_per_epoch(kcfg, tmp_path, "generate") == 30

@@ -33,7 +33,8 @@ def _same(a: dict, b: dict) -> bool:
 
 def test_batches_are_the_same_whatever_the_workers_rank_or_resume(tmp_path, monkeypatch):
     paper, cfg, data = _prepared(tmp_path, monkeypatch)
-    planned = paper.train_batches(cfg, data, "ctc", epoch=1, seed=3)
+    variant = paper.build(cfg, data).variant("ctc")
+    planned = variant.batches(1, 3)
     assert isinstance(planned, PlannedBatches) and len(planned) == 7
     runs = {w: list(planned.stream(lambda i: True, LoaderSettings(workers=w))) for w in (0, 1, 2)}
     base = [batch for _, batch in runs[0]]
@@ -46,14 +47,14 @@ def test_batches_are_the_same_whatever_the_workers_rank_or_resume(tmp_path, monk
         made = [i for i, batch in shard if batch is not None]
         assert made == [i for i in range(3, 7) if i % 2 == rank]
         assert all(_same(base[i], batch) for i, batch in shard if batch is not None)
-    assert planned.plans != paper.train_batches(cfg, data, "ctc", epoch=2, seed=3).plans  # reshuffled per epoch
+    assert planned.plans != variant.batches(2, 3).plans  # reshuffled per epoch
 
 
 def test_training_is_the_same_with_and_without_workers(tmp_path, monkeypatch):
     paper, cfg, data = _prepared(tmp_path, monkeypatch)
     results = {}
     for workers in (0, 2):
-        model, history = train_variant(paper, cfg, data, "ctc", 3, tmp_path / f"ckpt{workers}.pt", "abc",
+        model, history = train_variant(paper.build(cfg, data).variant("ctc"), 3, tmp_path / f"ckpt{workers}.pt", "abc",
                                        device=torch.device("cpu"), loader=LoaderSettings(workers=workers))
         results[workers] = (history.losses, [p.detach().clone() for p in model.parameters()])
     assert len(results[0][0]) == 7 and results[0][0] == results[2][0]
@@ -67,7 +68,7 @@ def test_lrs3_clip_batches_are_the_same_whatever_the_workers(tmp_path, monkeypat
     cfg = paper.Config(epochs=1, batch_size=2, lr=1e-3, dataset="lrs3", lrs3_splits=["trainval"], lrs3_dev_speakers=1,
                        d_model=16, num_layers=1, num_heads=2, conv_kernel=3, resnet_width=4)
     paper.prepare(cfg, tmp_path / "data", seed=0)
-    planned = paper.train_batches(cfg, tmp_path / "data", "lp", epoch=0, seed=1)
+    planned = paper.build(cfg, tmp_path / "data").variant("lp").batches(0, 1)
     assert isinstance(planned, PlannedBatches) and len(planned) == 5  # 9 training clips (3 held out for dev)
     runs = {w: [b for _, b in planned.stream(lambda i: True, LoaderSettings(workers=w))] for w in (0, 2)}
     assert all(_same(a, b) for a, b in zip(runs[0], runs[2], strict=True))

@@ -13,14 +13,14 @@ from mmrepro.data import byte_corpus
 from mmrepro.papers import get_paper
 
 
-def _train(paper, cfg, data_dir, variant, steps=2):
+def _train(variant, steps=2):
     torch.manual_seed(0)
-    model = paper.build_model(cfg, data_dir, variant)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    for i, batch in enumerate(paper.train_batches(cfg, data_dir, variant, 0, 0)):
+    model = variant.build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=variant.recipe.lr)
+    for i, batch in enumerate(variant.batches(0, 0)):
         if i == steps:
             break
-        loss = paper.training_step(model, batch, variant)
+        loss = variant.loss(model, batch)
         assert torch.isfinite(loss)
         opt.zero_grad()
         loss.backward()
@@ -37,12 +37,13 @@ def test_vqvae_paper_smoke(tmp_path):
     data.mkdir()
     info = paper.prepare(cfg, data, seed=0)
     assert info.splits["shapes_train"] == 32 and len(info.details["heldout_pairs"]) == 6
-    models = {v: _train(paper, cfg, data, v, steps=3) for v in paper.variants(cfg)}
+    built = paper.build(cfg, data)
+    models = {v.name: _train(v, steps=3) for v in built.variants}
     assert int(models["text2image"].steps_done) == 3  # 1 VQ-VAE step, then 2 prior steps
     out = tmp_path / "out"
     out.mkdir()
     with torch.no_grad():
-        rows = paper.evaluate(models, cfg, data, out, seed=0)
+        rows = built.evaluate(models, out, seed=0)
     got = {(r.variant, r.metric): r for r in rows}
     bpd = got[("recon", "bits_per_dim")]
     assert bpd.dataset == "captioned-shapes" and bpd.value > 0 and not bpd.higher_is_better
@@ -69,11 +70,12 @@ def test_sympow_paper_smoke(tmp_path, monkeypatch):
     data.mkdir()
     info = paper.prepare(cfg, data, seed=0)
     assert sum(info.splits.values()) == 40
-    models = {v: _train(paper, cfg, data, v) for v in paper.variants(cfg)}
+    built = paper.build(cfg, data)
+    models = {v.name: _train(v) for v in built.variants}
     out = tmp_path / "out"
     out.mkdir()
     with torch.no_grad():
-        rows = paper.evaluate(models, cfg, data, out, seed=0)
+        rows = built.evaluate(models, out, seed=0)
     got = {(r.variant, r.metric): r.value for r in rows}
     for v in cfg.variants:
         for m in (1, 2, 4):

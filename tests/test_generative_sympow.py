@@ -144,10 +144,11 @@ def test_longcrawl64_validation_and_test_documents_are_disjoint(tmp_path):
     val = paper.eval_documents(cfg, tmp_path / "data", "val")
     assert test == ["heldout:0", "heldout:1", "heldout:2"] and val == ["heldout:3", "heldout:4"]
     from mmrepro.data.longcrawl64 import LongCrawl64
+    from mmrepro.papers.sympow import _Corpus
 
     held = LongCrawl64(tmp_path / "longcrawl64").split("heldout")
-    np.testing.assert_array_equal(paper._windows(cfg, tmp_path / "data", "val", 17, 2), held[3:5, :17])
-    np.testing.assert_array_equal(paper._windows(cfg, tmp_path / "data", "test", 65, 3), held[0:3, :65])
+    np.testing.assert_array_equal(_Corpus(cfg, tmp_path / "data").windows("val", 17, 2), held[3:5, :17])
+    np.testing.assert_array_equal(_Corpus(cfg, tmp_path / "data").windows("test", 65, 3), held[0:3, :65])
     assert list(info.identity) == ["longcrawl64/heldout"] and info.identity["longcrawl64/heldout"]["n"] == 3
 
 

@@ -133,7 +133,7 @@ def test_full_profile_prepare_trains_on_the_fixture(tmp_path, monkeypatch):
     out = _out(tmp_path)
     info = paper.prepare(cfg, out, seed=0)
     assert info.details["tokenizer"]["kind"] == "sentencepiece"
-    batch = next(iter(paper.train_batches(cfg, out, "ctc", epoch=0, seed=0)))
+    batch = next(iter(paper.build(cfg, out).variant("ctc").batches(0, 0)))
     assert batch["feats"].shape[0] == 2 and batch["feats"].shape[2] == 80 and torch.isfinite(batch["feats"]).all()
     assert [s for _, _, s in paper.test_sets(cfg, out)] == ["test-clean", "test-other"]
     assert paper.external_paths(cfg) == [tmp_path / "LibriSpeech" / s for s in

@@ -82,21 +82,23 @@ def test_paper_prepare_train_step_evaluate(tmp_path, name):
     assert info.splits == {"train": 6, "dev": 2, "test": 3, "pocketsphinx-real": 11}
     assert info.details["tokenizer"] == {"kind": "char", "vocab_size": 28}
     models = {}
-    for variant in paper.variants(cfg):
+    built = paper.build(cfg, data)
+    assert [v.name for v in built.variants] == list(cfg.variants)
+    for variant in built.variants:
         torch.manual_seed(0)
-        model = paper.build_model(cfg, data, variant)
-        batch = next(iter(paper.train_batches(cfg, data, variant, epoch=0, seed=0)))
+        model = variant.build_model()
+        batch = next(iter(variant.batches(0, 0)))
         assert batch["feats"].shape[0] == 4 and batch["feats"].shape[2] == 80
-        loss = paper.training_step(model, batch, variant)
+        loss = variant.loss(model, batch)
         assert torch.isfinite(loss) and loss.item() > 0
         loss.backward()
-        models[variant] = model.eval()
-        val = paper.validate(model, cfg, data, variant)
+        models[variant.name] = model.eval()
+        val = variant.validate(model)
         assert set(val) == {"wer", "cer"}
     out = tmp_path / "eval"
     out.mkdir()
     with torch.no_grad():
-        results = paper.evaluate(models, cfg, data, out, seed=0)
+        results = built.evaluate(models, out, seed=0)
     rows = {(r.variant, r.metric, r.dataset, r.split): r for r in results}
     for variant in ("ctc", "transducer"):
         r = rows[(variant, "wer", "tts-speech", "test-unseen-voices")]

@@ -34,11 +34,11 @@ class _Killed(ToyRegression):
     kill_at: int | None = None
     calls = 0
 
-    def training_step(self, model, batch, variant):
+    def loss(self, model, batch):
         self.calls += 1
         if self.calls == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().training_step(model, batch, variant)
+        return super().loss(model, batch)
 
 
 def _free_port() -> int:
@@ -56,7 +56,7 @@ def _worker(rank: int, size: int, port: int, out: str, kill_at: int | None) -> N
     paper = _Killed()
     paper.kill_at = kill_at if rank == 0 else None
     with process_group(world, torch.device("cpu")):
-        model, history = train_variant(paper, ToyConfig(**RECIPE), Path(out), "main", 3, Path(out) / "ckpt.pt",
+        model, history = train_variant(paper.build(ToyConfig(**RECIPE), Path(out)).variant("main"), 3, Path(out) / "ckpt.pt",
                                        "abc", device=torch.device("cpu"), world=world,
                                        checkpoint_every=CheckpointEvery(steps=1))
     if rank == 0:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmrepro.papers.base import DataInfo, Paper, TrainConfig, iter_minibatches
+from mmrepro.papers.base import DataInfo, EpochBatches, Paper, TrainConfig, Variant, iter_minibatches
 from mmrepro.train import lr_lambda, train_variant
 
 
@@ -26,13 +26,13 @@ class ToyRegression(Paper):
     def prepare(self, cfg, data_dir, seed):
         return DataInfo("toy", {"train": cfg.n})
 
-    def build_model(self, cfg, data_dir, variant):
-        return torch.nn.Linear(1, 1)
+    def make_variants(self, cfg, data_dir):
+        recipe = cfg.recipe_for("main")
+        return [Variant(self.name, "main", recipe, lambda: torch.nn.Linear(1, 1),
+                        lambda epoch, seed: EpochBatches(-(-cfg.n // recipe.batch_size), self.batches(recipe, epoch, seed)),
+                        lambda model, batch: self.loss(model, batch), lambda model: self.validate(model))]
 
-    def steps_per_epoch(self, cfg, data_dir, variant):
-        return -(-cfg.n // cfg.batch_size)
-
-    def train_batches(self, cfg, data_dir, variant, epoch, seed):
+    def batches(self, cfg, epoch, seed):
         gen = torch.Generator().manual_seed(seed)
         x = torch.randn(cfg.n, 1, generator=gen)
         y = 3 * x - 1 + 0.1 * torch.randn(cfg.n, 1, generator=gen)
@@ -40,14 +40,14 @@ class ToyRegression(Paper):
         for idx in iter_minibatches(cfg.n, cfg.batch_size, order_gen):
             yield (x[idx], y[idx])
 
-    def training_step(self, model, batch, variant):
+    def loss(self, model, batch):
         x, y = batch
         loss = torch.nn.functional.mse_loss(model(x), y)
         return loss * float("inf") if self.blow_up else loss
 
     blow_up = False
 
-    def validate(self, model, cfg, data_dir, variant):
+    def validate(self, model):
         return {"weight": float(model.weight)}
 
     def evaluate(self, models, cfg, data_dir, out_dir, seed):
@@ -56,7 +56,7 @@ class ToyRegression(Paper):
 
 def _train(tmp_path: Path, epochs: int, lr: float = 0.05, ckpt: str = "ckpt.pt"):
     cfg = ToyConfig(epochs=epochs, batch_size=16, lr=lr, warmup_steps=2)
-    return train_variant(ToyRegression(), cfg, tmp_path, "main", seed=3, checkpoint_path=tmp_path / ckpt,
+    return train_variant(ToyRegression().build(cfg, tmp_path).variant("main"), 3, checkpoint_path=tmp_path / ckpt,
                          data_fingerprint="abc", device=torch.device("cpu"))
 
 
@@ -81,19 +81,19 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     original = paper.validate
     calls = {"n": 0}
 
-    def crash_after_four(model, cfg, data_dir, variant):
+    def crash_after_four(model):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt("simulated crash during epoch 5 validation")
-        return original(model, cfg, data_dir, variant)
+        return original(model)
 
     paper.validate = crash_after_four
     with pytest.raises(KeyboardInterrupt):
-        train_variant(paper, cfg6, tmp_path, "main", 3, ckpt, "abc", device=torch.device("cpu"))
+        train_variant(paper.build(cfg6, tmp_path).variant("main"), 3, ckpt, "abc", device=torch.device("cpu"))
     state = torch.load(ckpt, weights_only=True)  # checkpoints load without unpickling code
     assert state["epoch"] == 4
 
-    resumed, history = train_variant(ToyRegression(), cfg6, tmp_path, "main", 3, ckpt, "abc",
+    resumed, history = train_variant(ToyRegression().build(cfg6, tmp_path).variant("main"), 3, ckpt, "abc",
                                      device=torch.device("cpu"))
     assert history.resumed_from_epoch == 4
     assert torch.equal(resumed.weight, straight.weight) and torch.equal(resumed.bias, straight.bias)
@@ -113,7 +113,7 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     paper.blow_up = True
     cfg = ToyConfig(epochs=1, batch_size=16, lr=0.1)
     with pytest.raises(FloatingPointError, match="toy/main: loss is inf at step 0"):
-        train_variant(paper, cfg, tmp_path, "main", 0, tmp_path / "c.pt", "abc", device=torch.device("cpu"))
+        train_variant(paper.build(cfg, tmp_path).variant("main"), 0, tmp_path / "c.pt", "abc", device=torch.device("cpu"))
 
 
 def test_warmup_then_cosine_schedule():
@@ -128,9 +128,9 @@ def test_accumulation_reaches_the_effective_batch_with_the_same_updates(tmp_path
     shuffle is one permutation per epoch, so the micro-batches partition each big batch exactly)."""
     paper = ToyRegression()
     common = dict(epochs=2, lr=0.05, optimizer="sgd", schedule="constant", grad_clip=None)
-    big, h_big = train_variant(paper, ToyConfig(batch_size=16, **common), tmp_path, "main", 3, tmp_path / "a.pt",
+    big, h_big = train_variant(paper.build(ToyConfig(batch_size=16, **common), tmp_path).variant("main"), 3, tmp_path / "a.pt",
                                "abc", device=torch.device("cpu"))
-    acc, h_acc = train_variant(paper, ToyConfig(batch_size=4, accumulation=4, **common), tmp_path, "main", 3,
+    acc, h_acc = train_variant(paper.build(ToyConfig(batch_size=4, accumulation=4, **common), tmp_path).variant("main"), 3,
                                tmp_path / "b.pt", "abc", device=torch.device("cpu"))
     assert h_big.optimizer_steps == h_acc.optimizer_steps == 8
     assert torch.allclose(big.weight, acc.weight, atol=1e-6) and torch.allclose(big.bias, acc.bias, atol=1e-6)
@@ -139,7 +139,7 @@ def test_accumulation_reaches_the_effective_batch_with_the_same_updates(tmp_path
 
 def test_a_step_cap_marks_training_incomplete(tmp_path):
     cfg = ToyConfig(epochs=3, batch_size=16, lr=0.05, max_steps=2)
-    _, history = train_variant(ToyRegression(), cfg, tmp_path, "main", 3, tmp_path / "c.pt", "abc",
+    _, history = train_variant(ToyRegression().build(cfg, tmp_path).variant("main"), 3, tmp_path / "c.pt", "abc",
                                device=torch.device("cpu"))
     assert history.capped and not history.completed and history.optimizer_steps == 2
     _, full = _train(tmp_path, epochs=1, ckpt="d.pt")

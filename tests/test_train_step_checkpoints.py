@@ -23,18 +23,18 @@ class NoisyToy(ToyRegression):
     crash_at: int | None = None
     calls = 0
 
-    def training_step(self, model, batch, variant):
+    def loss(self, model, batch):
         self.calls += 1
         if self.calls == self.crash_at:
             raise _Crash
         x, y = batch
-        return super().training_step(model, (x + 0.1 * torch.randn_like(x), y), variant)
+        return super().loss(model, (x + 0.1 * torch.randn_like(x), y))
 
 
 def _train(tmp_path, every: CheckpointEvery, crash_at: int | None = None, name: str = "ckpt.pt"):
     paper = NoisyToy()
     paper.crash_at = crash_at
-    return train_variant(paper, CFG, tmp_path, "main", 5, tmp_path / name, "abc", device=torch.device("cpu"),
+    return train_variant(paper.build(CFG, tmp_path).variant("main"), 5, tmp_path / name, "abc", device=torch.device("cpu"),
                          checkpoint_every=every)
 
 

@@ -174,7 +174,7 @@ def test_lrs3_partial_test_split_strict_error_warn_success(tmp_path, monkeypatch
     assert info.splits == {"train": 4, "dev": 2, "test": 3}
     clips = lrs3.list_clips(tmp_path / "LRS3", "test")
     assert info.identity == {"lrs3/test": split_identity((c.id, c.text) for c in clips)}
-    batch = next(iter(paper.train_batches(cfg, tmp_path / "data2", "lp", 0, 0)))
+    batch = next(iter(paper.build(cfg, tmp_path / "data2").variant("lp").batches(0, 0)))
     assert batch["frames"].shape[0] == 2 and batch["frames"].shape[2] == 64 * 64
 
 

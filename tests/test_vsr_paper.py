@@ -10,19 +10,6 @@ from PIL import Image
 
 from mmrepro.config import load_params, paper_config
 from mmrepro.papers import get_paper
-from mmrepro.papers.vsr_conformer import _bucketed_batches
-
-
-
-def test_bucketed_batches_cover_once_and_group_lengths():
-    lengths = [(i * 37) % 101 for i in range(200)]
-    batches = _bucketed_batches(lengths, 8, torch.Generator().manual_seed(0), pool=5)
-    flat = [i for b in batches for i in b]
-    assert sorted(flat) == list(range(200)) and len(batches) == 25
-    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
-    assert spread < 30  # random batches of 8 from 0..100 would spread ~78
-    again = _bucketed_batches(lengths, 8, torch.Generator().manual_seed(0), pool=5)
-    assert again == batches
 
 
 def test_paper_smoke_end_to_end(tmp_path):
@@ -30,30 +17,31 @@ def test_paper_smoke_end_to_end(tmp_path):
     cfg = paper_config(load_params("params.yaml"), "vsr_conformer", "smoke")
     info = paper.prepare(cfg, tmp_path / "data", seed=0)
     assert info.dataset == "synthetic-lips" and info.splits == {"train": 16, "dev": 3, "test": 6}
-    assert paper.variants(cfg) == ["lp", "conv"]
+    built = paper.build(cfg, tmp_path / "data")
+    assert [v.name for v in built.variants] == ["lp", "conv"]
     models = {}
-    for variant in paper.variants(cfg):
+    for variant in built.variants:
         torch.manual_seed(0)
-        model = paper.build_model(cfg, tmp_path / "data", variant)
+        model = variant.build_model()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-        batch = next(iter(paper.train_batches(cfg, tmp_path / "data", variant, 0, 0)))
+        batch = next(iter(variant.batches(0, 0)))
         assert batch["frames"].dtype == torch.uint8 and batch["frames"].shape[-1] == 64 * 64
         losses = []
         for _ in range(3):
-            loss = paper.training_step(model, batch, variant)
+            loss = variant.loss(model, batch)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < losses[0]
-        models[variant] = model.eval()
+        models[variant.name] = model.eval()
         with torch.no_grad():
-            val = paper.validate(model, cfg, tmp_path / "data", variant)
+            val = variant.validate(model)
         assert set(val) == {"wer", "cer", "process_cpu_s"} and 0 <= val["cer"] and val["process_cpu_s"] > 0
     out = tmp_path / "out"
     out.mkdir()
     with torch.no_grad():
-        results = paper.evaluate(models, cfg, tmp_path / "data", out, seed=0)
+        results = built.evaluate(models, out, seed=0)
     rows = {(r.variant, r.metric): r for r in results}
     assert set(rows) == {("lp", "wer"), ("lp", "cer"), ("conv", "wer"), ("conv", "cer"), ("lp-vs-conv", "wer_lp_minus_conv")}
     claim = rows[("lp-vs-conv", "wer_lp_minus_conv")]
@@ -62,7 +50,7 @@ def test_paper_smoke_end_to_end(tmp_path):
     assert lo <= claim.value <= hi and claim.details["agrees_with_claim"] == (lo <= 0)
     assert all(r.n_samples == 6 and r.split == "test" for r in results)
     assert "normalisation" in rows[("lp", "wer")].details
-    hyps = [json.loads(line) for line in (out / "hypotheses_lp.jsonl").read_text().splitlines()]
+    hyps = [json.loads(line) for line in (out / "hyp_lp_synthetic-lips_test.jsonl").read_text().splitlines()]
     assert len(hyps) == 6 and {"ref", "hyp"} <= set(hyps[0])
     gif = Image.open(out / "sample_lp_0.gif")
     assert gif.n_frames > 10 and gif.size[1] == 64 * 3 + 48
@@ -92,7 +80,7 @@ def test_lrs3_prepare_and_batches(tmp_path, monkeypatch):
     paper = get_paper("vsr_conformer", DatasetSettings(tmp_path))
     info = paper.prepare(cfg, tmp_path / "data", seed=0)
     assert info.dataset == "lrs3" and info.splits == {"train": 2, "dev": 1, "test": 1}
-    batch = next(iter(paper.train_batches(cfg, tmp_path / "data", "lp", 0, 0)))
+    batch = next(iter(paper.build(cfg, tmp_path / "data").variant("lp").batches(0, 0)))
     assert batch["frames"].shape == (2, 20, 64 * 64) and batch["lengths"].tolist() == [20, 20]
     test = [json.loads(x) for x in (tmp_path / "data" / "test.jsonl").read_text().splitlines()]
     assert test[0]["text"] == "IT'S TIME" and paper.tokenizer.decode(paper.tokenizer.encode(test[0]["text"])) == "it's time"
@@ -119,16 +107,17 @@ def test_evaluate_with_beam_search_reports_it(tmp_path):
     cfg = paper.Config(**_SMOKE, variants=["lp"], head="transducer", pred_dim=16, beam_size=3)
     paper.prepare(cfg, tmp_path / "data", seed=0)
     torch.manual_seed(0)
-    model = paper.build_model(cfg, tmp_path / "data", "lp").eval()
+    lp = paper.build(cfg, tmp_path / "data").variant("lp")
+    model = lp.build_model().eval()
     calls = []
     beam_search = model.head.beam_search
     model.head.beam_search = lambda *a, **k: calls.append(a[2]) or beam_search(*a, **k)
     with torch.no_grad():
-        paper.validate(model, cfg, tmp_path / "data", "lp")
+        lp.validate(model)
         assert calls == []  # per-epoch validation stays greedy
         out = tmp_path / "out"
         out.mkdir()
         results = paper.evaluate({"lp": model}, cfg, tmp_path / "data", out, seed=0)
     assert calls and set(calls) == {3}
     assert {r.details["decoding"] for r in results} == {"beam 3 transducer"}
-    assert "decoding: beam 3 transducer" in (out / "results_table.md").read_text()
+    assert "decoding: beam 3 transducer" in (out / "RESULTS.md").read_text()

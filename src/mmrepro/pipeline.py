@@ -223,20 +223,21 @@ def train(params: Params, name: str) -> dict[int, str]:
 
 def _train_follower(params: Params, name: str, world: World) -> None:
     """A rank > 0: the same training calls as rank 0, without MLflow, checkpoints or outputs."""
-    paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
-    _, _, _, resume_key = _resume_key(name)
+    _, _, _, resume_key = _resume_key(name)  # verifies the data before the paper reads it
+    built = get_paper(name, dataset_settings(params)).build(paper_config(params, name), data_dir(name))
     for seed in params.seeds:
         ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
-        for variant in paper.variants(cfg):
-            train_variant(paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt", resume_key,
+        for variant in built.variants:
+            train_variant(variant, seed, ckpt_dir / f"{variant.name}.pt", resume_key,
                           device=device_for(world), world=world, **_loop_settings(params, device_for(world)))
 
 
 def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
     import mlflow  # here, not at the top: locate and prepare never log (see mmrepro.tracking)
 
-    paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
-    info, data_fp, code, resume_key = _resume_key(name)
+    cfg = paper_config(params, name)
+    info, data_fp, code, resume_key = _resume_key(name)  # verifies the data before the paper reads it
+    built = get_paper(name, dataset_settings(params)).build(cfg, data_dir(name))
     set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
     device = device_for(world) if world.distributed else pick_device()
     runs: dict[int, str] = {}
@@ -268,28 +269,28 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                 write_json_atomic(run_id_file, {"fingerprint": fingerprint, "run_id": run_id})
                 if previous != run_id:
                     log_params(portable_paths({"paper": name, "profile": params.profile, "seed": seed,
-                                "data_seed": params.data_seed, "variants": ",".join(paper.variants(cfg)),
+                                "data_seed": params.data_seed, "variants": ",".join(v.name for v in built.variants),
                                 "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")},
                                               dataset_settings(params).root))
                     log_dataset_inputs(info, data_dir(name), ("training", "validation"))
                 buffer = MetricBuffer(run_id, continued=previous == run_id, one_per_step=True)
                 histories = {}
-                for variant in paper.variants(cfg):
+                for variant in built.variants:
                     model, history = train_variant(
-                        paper, cfg, data_dir(name), variant, seed, ckpt_dir / f"{variant}.pt",
+                        variant, seed, ckpt_dir / f"{variant.name}.pt",
                         resume_key, metrics=buffer, device=device, world=world, **_loop_settings(params, device),
                     )
                     buffer.flush()
-                    histories[variant] = history
-                    training[f"seed{seed}/{variant}"] = {"completed": history.completed, "epochs": history.epochs_done,
+                    histories[variant.name] = history
+                    training[f"seed{seed}/{variant.name}"] = {"completed": history.completed, "epochs": history.epochs_done,
                                                          "optimizer_steps": history.optimizer_steps}
                     (out / f"seed{seed}").mkdir(exist_ok=True)
-                    weights = out / f"seed{seed}" / f"{variant}.pt"
+                    weights = out / f"seed{seed}" / f"{variant.name}.pt"
                     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-                    _write_curves(plots, variant, seed, history)
+                    _write_curves(plots, variant.name, seed, history)
                     n_params = sum(p.numel() for p in model.parameters())
-                    log_trained_model(model, f"{variant}-seed{seed}")
-                    mlflow.log_metric(metric_key(variant if variant != "main" else "", "n_parameters"), n_params)
+                    log_trained_model(model, f"{variant.name}-seed{seed}")
+                    mlflow.log_metric(metric_key(variant.key_prefix, "n_parameters"), n_params)
                 png = plots / f"curves_seed{seed}.png"
                 _curve_png(png, f"{name} ({params.profile}, seed {seed})", histories)
                 mlflow.log_artifact(str(png), artifact_path="plots")
@@ -355,6 +356,7 @@ def evaluate(params: Params, name: str) -> dict:
     sweep_leftovers(name)
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info, data_fp = verified_inputs(name)
+    built = paper.build(cfg, data_dir(name))
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
     paper.training_completed = all(t.get("completed", False) for t in trained.get("training", {}).values())
     device = pick_device()
@@ -363,16 +365,16 @@ def evaluate(params: Params, name: str) -> dict:
         for seed in params.seeds:
             seed_everything(seed)
             models = {}
-            for variant in paper.variants(cfg):
-                model = paper.build_model(cfg, data_dir(name), variant)
-                state = torch.load(artifacts_dir(name) / f"seed{seed}" / f"{variant}.pt", map_location="cpu",
+            for variant in built.variants:
+                model = variant.build_model()
+                state = torch.load(artifacts_dir(name) / f"seed{seed}" / f"{variant.name}.pt", map_location="cpu",
                                    weights_only=True)
                 model.load_state_dict(state)
-                models[variant] = model.to(device).eval()
+                models[variant.name] = model.to(device).eval()
             seed_out = out / f"seed{seed}"
             seed_out.mkdir()
             with torch.no_grad():
-                per_seed[seed] = paper.evaluate(models, cfg, data_dir(name), seed_out, seed)
+                per_seed[seed] = built.evaluate(models, seed_out, seed)
     env = environment()
     rows = _aggregate(per_seed)
     # provenance: what produced the numbers (the report's input); the metrics file: numbers only (DVC's view)

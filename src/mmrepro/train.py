@@ -38,7 +38,7 @@ from tqdm import tqdm
 from mmrepro.checkpoint import load_resumable
 from mmrepro.data.loader import LoaderSettings, PlannedBatches
 from mmrepro.distributed import World, all_gather_object, average_gradients, broadcast_object, sum_across
-from mmrepro.papers.base import Paper, TrainConfig
+from mmrepro.papers.base import TrainConfig, Variant
 from mmrepro.tracking import MetricBuffer, metric_key
 
 
@@ -146,15 +146,15 @@ class CheckpointEvery:
 
 
 class _StepModule(torch.nn.Module):
-    """A paper's `training_step` as a module's forward: DDP synchronises the gradients of what runs through
-    its wrapped module's forward, whichever model methods the paper's step calls."""
+    """A variant's `loss` as a module's forward: DDP synchronises the gradients of what runs through its
+    wrapped module's forward, whichever model methods the loss calls."""
 
-    def __init__(self, paper: Paper, model: torch.nn.Module, variant: str) -> None:
+    def __init__(self, variant: Variant, model: torch.nn.Module) -> None:
         super().__init__()
-        self.paper, self.model, self.variant = paper, model, variant
+        self.variant, self.model = variant, model
 
     def forward(self, batch) -> torch.Tensor:
-        return self.paper.training_step(self.model, batch, self.variant)
+        return self.variant.loss(self.model, batch)
 
 
 @dataclass
@@ -207,23 +207,21 @@ def _saved_rng(state: dict | None, world: World, device: torch.device) -> dict[s
     return out
 
 
-def _epoch_length(batches_per_epoch: int | None, cfg: TrainConfig, micro_at_start: int) -> int | None:
-    """Micro-batches this epoch trains on (the caps applied), when the paper says how many it has."""
-    if batches_per_epoch is None:
-        return None
+def _epoch_length(batches_per_epoch: int, cfg: TrainConfig, micro_at_start: int) -> int:
+    """Micro-batches this epoch trains on (the caps applied)."""
     n = batches_per_epoch
     if cfg.max_steps is not None:
         n = min(n, max(cfg.max_steps - micro_at_start, 0))
     return n
 
 
-def _epoch_stream(batches, start: int, limit: int | None, world: World, loader: LoaderSettings):
+def _epoch_stream(batches, start: int, limit: int, world: World, loader: LoaderSettings):
     """(index, batch) over the epoch's micro-batches; batch is None where another rank trains on it or it was
     consumed before the checkpoint this run resumed from. A `PlannedBatches` makes only this rank's remaining
     batches, in DataLoader workers; any other iterable is walked whole (skipped batches are made, then dropped)."""
 
     def wanted(i: int) -> bool:
-        return i >= start and i % world.size == world.rank and (limit is None or i < limit)
+        return i >= start and i % world.size == world.rank and i < limit
 
     if isinstance(batches, PlannedBatches):
         yield from batches.stream(wanted, loader)
@@ -233,10 +231,7 @@ def _epoch_stream(batches, start: int, limit: int | None, world: World, loader: 
 
 
 def train_variant(
-    paper: Paper,
-    cfg: TrainConfig,
-    data_dir: Path,
-    variant: str,
+    variant: Variant,
     seed: int,
     checkpoint_path: Path,
     data_fingerprint: str,
@@ -247,7 +242,8 @@ def train_variant(
     checkpoint_every: CheckpointEvery | None = None,
     loader: LoaderSettings | None = None,
 ) -> tuple[torch.nn.Module, TrainHistory]:
-    """Train one variant of `paper` to completion (resuming from `checkpoint_path` if it matches).
+    """Train `variant` (a built paper's model, with its recipe) to completion, resuming from `checkpoint_path`
+    if it matches.
 
     `world`: this process's rank in a torchrun job (default: a single process); its process group must be
     initialised (`mmrepro.distributed.process_group`). Only rank 0 reads and writes `checkpoint_path`.
@@ -255,24 +251,22 @@ def train_variant(
     world = world or World()
     every = checkpoint_every or CheckpointEvery()
     device = device or (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-    cfg = cfg.recipe_for(variant)
-    label = f"{paper.name}/{variant}"
+    cfg = variant.recipe
+    label = f"{variant.paper}/{variant.name}"
     if cfg.accumulation % world.size:
         raise ValueError(f"{label}: accumulation {cfg.accumulation} is not a multiple of the {world.size} processes "
                          f"(per-process batch x processes x accumulation per process = the recipe's batch)")
     seed_everything(seed)
-    model = paper.build_model(cfg, data_dir, variant).to(device)
+    model = variant.build_model().to(device)
     optimizer = build_optimizer(model, cfg)
-    batches_per_epoch = paper.steps_per_epoch(cfg, data_dir, variant)
-    if batches_per_epoch is None and world.distributed:
-        raise ValueError(f"{label}: data-parallel training needs the paper's steps_per_epoch")
-    if batches_per_epoch is not None and cfg.max_steps_per_epoch is not None:
+    batches_per_epoch = len(variant.batches(0, seed))  # the same every epoch
+    if cfg.max_steps_per_epoch is not None:
         batches_per_epoch = min(batches_per_epoch, cfg.max_steps_per_epoch)
-    steps = -(-batches_per_epoch // cfg.accumulation) if batches_per_epoch else None  # optimizer steps / epoch
+    steps = -(-batches_per_epoch // cfg.accumulation) or None  # optimizer steps / epoch
     total = steps * cfg.epochs if steps else None
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(
         cfg.warmup_steps, total, cfg.schedule, cfg.min_lr_ratio, steps, cfg.decay_every, cfg.decay_rate))
-    fingerprint = config_fingerprint(paper.name, variant, seed, cfg, data_fingerprint)
+    fingerprint = config_fingerprint(variant.paper, variant.name, seed, cfg, data_fingerprint)
     history = TrainHistory()
     pos = _Position()
 
@@ -291,8 +285,8 @@ def train_variant(
     del state
 
     use_bf16 = device.type == "cuda" and cfg.precision == "bf16"
-    prefix = "" if variant == "main" else variant
-    step_module = _StepModule(paper, model, variant)
+    prefix = variant.key_prefix
+    step_module = _StepModule(variant, model)
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -333,8 +327,8 @@ def train_variant(
         start = pos.batch
         micro_at_start = pos.micro - start
         n_epoch = _epoch_length(batches_per_epoch, cfg, micro_at_start)
-        ragged_from = n_epoch - n_epoch % acc if n_epoch is not None else None  # the short last group
-        batches = paper.train_batches(cfg, data_dir, variant, epoch, seed)
+        ragged_from = n_epoch - n_epoch % acc  # the short last group
+        batches = variant.batches(epoch, seed)
         bar = tqdm(total=n_epoch, initial=start, desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not world.is_main)
         pending, pending_loss, seen = 0, 0.0, start
@@ -351,7 +345,7 @@ def train_variant(
             seen, pos.micro = i + 1, pos.micro + 1
             if batch is not None:  # this rank's
                 batch = to_device(batch, device)
-                ragged = ragged_from is not None and i >= ragged_from
+                ragged = i >= ragged_from
                 sync = world.distributed and not ragged and i % acc >= acc - procs  # this rank's last in the group
                 with nullcontext() if sync or not world.distributed else step_module.no_sync():
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -362,7 +356,7 @@ def train_variant(
                 pending, pending_loss = pending + 1, pending_loss + float(loss.detach())
             if (i + 1) % acc == 0 or i + 1 == n_epoch:
                 value = _end_group(model, optimizer, scheduler, cfg, world, device, pos, pending, pending_loss,
-                                   ragged_from is not None and i >= ragged_from)
+                                   i >= ragged_from)
                 pending, pending_loss = 0, 0.0
                 history.losses.append((pos.step - 1, value))
                 if metrics is not None:
@@ -372,9 +366,9 @@ def train_variant(
                 if step_checkpoint_due():
                     checkpoint(epoch, i + 1)
                     last_checkpoint = time.monotonic()
-        if n_epoch is not None and seen < n_epoch and world.distributed:
-            raise RuntimeError(f"{label}: epoch {epoch + 1} had {seen} batches, steps_per_epoch said {n_epoch}")
-        if pending:  # the epoch's last, shorter group, when the paper did not say the epoch's length
+        if seen < n_epoch and world.distributed:
+            raise RuntimeError(f"{label}: epoch {epoch + 1} had {seen} batches, its len() said {n_epoch}")
+        if pending:  # the epoch's last, shorter group, when the batches were fewer than their len() said
             value = _end_group(model, optimizer, scheduler, cfg, world, device, pos, pending, pending_loss, False)
             history.losses.append((pos.step - 1, value))
             if metrics is not None:
@@ -388,7 +382,7 @@ def train_variant(
         val = None
         if world.is_main:  # the validation split is not sharded: rank 0 scores it, every rank gets the numbers
             with torch.no_grad():
-                val = paper.validate(model, cfg, data_dir, variant)
+                val = variant.validate(model)
         val = broadcast_object(val, world)
         history.validation.append({"epoch": epoch + 1, "step": pos.step, **val})
         if metrics is not None:

@@ -1,6 +1,6 @@
 """Batches decoded in DataLoader worker processes, for datasets decoded on the fly (LibriSpeech FLAC + log-mel).
 
-A paper's `train_batches` returns a `PlannedBatches`: the epoch's plan, one picklable entry per batch
+A variant's `batches(epoch, seed)` may return a `PlannedBatches`: the epoch's plan, one picklable entry per batch
 (the example indices and a seed drawn in order from (seed, epoch)), and a picklable `make(plan) -> batch`
 that reads, decodes, augments and collates one batch from its plan alone. A batch is therefore the same
 whichever process makes it: the same with 0, 1 or 2 workers. The training loop asks only for the batches

@@ -83,9 +83,9 @@ class AttentionCaptioner(cap.CaptionPaper):
             out.append("no ImageNet-pretrained encoder weights (the paper's encoder is ImageNet-trained)")
         return out
 
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
+    def model(self, cfg: Config, vocab_size: int) -> torch.nn.Module:
         return AttentionModel(AttentionCaptionerConfig(
-            vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid, self.datasets.root),
+            vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root),
             embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, attn_dim=cfg.attn_dim, dropout=cfg.dropout,
             alpha_reg=cfg.alpha_reg))
 

@@ -1,26 +1,25 @@
 """The contract every paper module fulfils.
 
 A paper is one unit of the harness: its per-profile config schema, how its data is prepared,
-how its model(s) are built and trained by the one training loop (`mmrepro.train`), and how the
-trained model(s) are evaluated into `Result` rows that the report sets beside the published
-numbers in `references/<paper>.yaml`.
+the models it trains (its variants) and how the trained models are evaluated into `Result` rows that
+the report sets beside the published numbers in `references/<paper>.yaml`.
 
 Stages call, in order:
-    prepare    paper.prepare(cfg, data_dir, seed)                 -> DataInfo   (writes data_dir)
-    train      for each variant in paper.variants(cfg):
-                   model = paper.build_model(cfg, data_dir, variant)
-                   loop over paper.train_batches(...) calling paper.training_step(...)
-                   paper.validate(...) once per epoch
-    evaluate   paper.evaluate(models, cfg, data_dir, out_dir, seed) -> list[Result]
+    prepare    paper.prepare(cfg, data_dir, seed)                      -> DataInfo   (writes data_dir)
+    train      built = paper.build(cfg, data_dir)   (once: it keeps what it loads)
+               for variant in built.variants: mmrepro.train.train_variant(variant, seed, ...)
+                   variant.build_model(), variant.batches(epoch, seed) (sized), variant.loss(model, batch),
+                   variant.validate(model) once per epoch, variant.recipe (optimizer, schedule, batch, ...)
+    evaluate   built.evaluate(models, out_dir, seed)                   -> list[Result]
 
-A variant is one trained model of the paper (for example `ctc` and `transducer` for the
-Conformer, or `lp` and `conv` front-ends for visual speech). Most papers have one: "main".
+A variant is one trained model of the paper (for example `ctc` and `transducer` for the Conformer, or
+`lp` and `conv` front-ends for visual speech); a paper with one model names it "main".
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -137,7 +136,68 @@ class Result:
     details: dict[str, Any] = field(default_factory=dict)  # normalisation, decoding, ...
 
 
-Batch = Any  # whatever a paper's train_batches yields; the loop moves tensors in it to the device
+Batch = Any  # whatever a variant's batches yield; the loop moves tensors in it to the device
+
+
+class EpochBatches:
+    """One epoch's batches with their number known before the first is made (`len()`): the loop sizes its
+    LR schedule, progress bar and data-parallel shards from it. `batches` is iterated once, lazily."""
+
+    def __init__(self, n: int, batches: Iterable[Batch]) -> None:
+        self.n, self._batches = n, batches
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self._batches)
+
+
+def _no_validation(model: torch.nn.Module) -> dict[str, float]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained model of a built paper: everything the training loop needs, nothing else.
+
+    `batches(epoch, seed)` is one epoch of training batches, shuffled deterministically from (seed, epoch),
+    sized (`EpochBatches` or `mmrepro.data.loader.PlannedBatches`); `loss(model, batch)` is the scalar loss of
+    one batch already on the model's device; `validate(model)` the cheap per-epoch metrics (model in eval mode,
+    no grad); `recipe` this variant's training recipe (the config with its `variant_recipes` applied)."""
+
+    paper: str  # the paper's registry name
+    name: str  # checkpoint file name and MLflow key prefix
+    recipe: TrainConfig
+    build_model: Callable[[], torch.nn.Module]  # a freshly initialised model (the loop seeds torch first)
+    batches: Callable[[int, int], Sized]
+    loss: Callable[[torch.nn.Module, Batch], torch.Tensor]
+    validate: Callable[[torch.nn.Module], dict[str, float]] = _no_validation
+
+    @property
+    def key_prefix(self) -> str:
+        """Prefix of its MLflow metric keys: none for a paper's only model ("main")."""
+        return "" if self.name == "main" else self.name
+
+
+@dataclass(frozen=True)
+class BuiltPaper:
+    """A paper constructed once with its resolved config and prepared data directory: its variants (built
+    from what it loaded) and its evaluation."""
+
+    paper: Paper
+    cfg: TrainConfig
+    data_dir: Path
+    variants: list[Variant]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"{self.paper.name} has no variant {name!r}; it has {[v.name for v in self.variants]}")
+
+    def evaluate(self, models: dict[str, torch.nn.Module], out_dir: Path, seed: int) -> list[Result]:
+        return self.paper.evaluate(models, self.cfg, self.data_dir, out_dir, seed)
 
 
 class Paper(ABC):
@@ -165,28 +225,15 @@ class Paper(ABC):
     def prepare(self, cfg: TrainConfig, data_dir: Path, seed: int) -> DataInfo:
         """Write the prepared dataset into the (empty) `data_dir`. Deterministic in `seed`."""
 
-    def variants(self, cfg: TrainConfig) -> list[str]:
-        return ["main"]
+    def build(self, cfg: TrainConfig, data_dir: Path) -> BuiltPaper:
+        """The paper built once with its config and prepared data: its variants and its evaluation."""
+        return BuiltPaper(self, cfg, Path(data_dir), self.make_variants(cfg, Path(data_dir)))
 
     @abstractmethod
-    def build_model(self, cfg: TrainConfig, data_dir: Path, variant: str) -> torch.nn.Module:
-        """A freshly initialised model (the loop seeds torch before calling this)."""
-
-    @abstractmethod
-    def train_batches(
-        self, cfg: TrainConfig, data_dir: Path, variant: str, epoch: int, seed: int
-    ) -> Iterable[Batch]:
-        """One epoch of training batches, shuffled deterministically from (seed, epoch)."""
-
-    @abstractmethod
-    def training_step(self, model: torch.nn.Module, batch: Batch, variant: str) -> torch.Tensor:
-        """The scalar loss of one batch (already on the model's device)."""
-
-    def validate(
-        self, model: torch.nn.Module, cfg: TrainConfig, data_dir: Path, variant: str
-    ) -> dict[str, float]:
-        """Cheap per-epoch validation metrics (model is in eval mode, no grad). Default: none."""
-        return {}
+    def make_variants(self, cfg: TrainConfig, data_dir: Path) -> list[Variant]:
+        """The variants this config trains, each with `cfg.recipe_for(name)` as its recipe. Data is read when
+        a variant first needs it (its batches, its validation, a vocabulary for its model), and kept: building
+        a paper to size or score a model reads no training data."""
 
     @abstractmethod
     def evaluate(
@@ -205,10 +252,6 @@ class Paper(ABC):
         pretraining the paper had and we do not, a different decoder, a missing pretrained encoder).
         Any of them makes every row of the paper `not comparable`. Default: none."""
         return []
-
-    def steps_per_epoch(self, cfg: TrainConfig, data_dir: Path, variant: str) -> int | None:
-        """Batches per epoch when known (for the progress bar and the LR schedule)."""
-        return None
 
 
 def iter_minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

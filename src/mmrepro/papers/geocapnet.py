@@ -36,9 +36,9 @@ class GeoCapNet(cap.CaptionPaper):
 
     grammar = GRAMMAR
 
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
+    def model(self, cfg: Config, vocab_size: int) -> torch.nn.Module:
         return GeoCapNetModel(GeoCapNetConfig(
-            vocab_size=len(cap.load_vocab(data_dir)), encoder=cfg.encoder_config(cfg.grid, self.datasets.root),
+            vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root),
             embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout))
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:

@@ -12,6 +12,7 @@ cpu profile, as the papers' Flickr8k/30k test splits).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,7 @@ from mmrepro.models.karpathy_alignment import KarpathyAlignment as AlignmentMode
 from mmrepro.models.karpathy_alignment import KarpathyAlignmentConfig
 from mmrepro.models.multimodal_rnn import MultimodalRNN, MultimodalRNNConfig
 from mmrepro.papers.common import captioning as cap
-from mmrepro.papers.base import Result
+from mmrepro.papers.base import Result, Variant
 
 VARIANTS = ("align", "generate")
 
@@ -86,43 +87,35 @@ class KarpathyAlignment(cap.CaptionPaper):
             out.append("no ImageNet-pretrained encoder weights (the paper's CNN is ImageNet-trained)")
         return out
 
-    def variants(self, cfg: Config) -> list[str]:
-        return list(cfg.variants)
+    def make_variants(self, cfg: Config, data_dir: Path) -> list[Variant]:
+        data = cap.CaptionData(self, data_dir)
+        made = {"align": lambda: self._align(cfg, data), "generate": lambda: self.captioner(
+            "generate", cfg, data, lambda: self._generator(cfg, len(data.vocab)), fraction=cfg.generate_fraction)}
+        return [made[name]() for name in cfg.variants]
 
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
-        vocab_size = len(cap.load_vocab(data_dir))
-        if variant == "align":
-            return AlignmentModel(KarpathyAlignmentConfig(
-                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root), embed_dim=cfg.embed_dim,
-                word_dim=cfg.word_dim, cell=cfg.brnn_cell, margin=cfg.margin, score_norm=cfg.score_norm))
-        if variant == "generate":
-            return MultimodalRNN(MultimodalRNNConfig(
-                vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root), embed_dim=cfg.gen_embed_dim,
-                hidden_dim=cfg.gen_hidden_dim, cell=cfg.gen_cell, dropout=cfg.gen_dropout))
-        raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+    def _align(self, cfg: Config, data: cap.CaptionData) -> Variant:
+        """The alignment model: the captioner's batches, the max-margin ranking loss, R@1 both ways on val."""
+        base = self.captioner("align", cfg, data, lambda: self._alignment_model(cfg, len(data.vocab)))
 
-    def _fraction(self, cfg: Config, variant: str) -> float:
-        return cfg.generate_fraction if variant == "generate" else 1.0
+        def retrieval_on_val(model) -> dict[str, float]:
+            images, captions = data.split("val")
+            sents, owner = _flatten(captions)
+            m = retrieval_metrics(similarity(model, images, sents, data.vocab, cfg.max_caption_len), owner,
+                                  captions_per_image=None)
+            return {"i2t_r1": m["i2t_r1"], "t2i_r1": m["t2i_r1"]}
 
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
-        return -(-round(cap.n_train_images(cfg, data_dir) * self._fraction(cfg, variant)) // cfg.batch_size)
+        return replace(base, loss=lambda model, batch: model(batch["images"], _fragment_tokens(batch["tokens"])),
+                       validate=retrieval_on_val)
 
-    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        return cap.caption_batches(cfg, data_dir, epoch, seed, self._fraction(cfg, variant))
+    def _alignment_model(self, cfg: Config, vocab_size: int) -> AlignmentModel:
+        return AlignmentModel(KarpathyAlignmentConfig(
+            vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root), embed_dim=cfg.embed_dim,
+            word_dim=cfg.word_dim, cell=cfg.brnn_cell, margin=cfg.margin, score_norm=cfg.score_norm))
 
-    def training_step(self, model, batch, variant: str) -> torch.Tensor:
-        if variant == "align":
-            return model(batch["images"], _fragment_tokens(batch["tokens"]))
-        return super().training_step(model, batch, variant)
-
-    def validate(self, model, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        if variant != "align":
-            return super().validate(model, cfg, data_dir, variant)
-        val = read_split(data_dir, "val")
-        sents, owner = _flatten(val.captions)
-        sim = similarity(model, cap.images_tensor(val), sents, cap.load_vocab(data_dir), cfg.max_caption_len)
-        m = retrieval_metrics(sim, owner, captions_per_image=None)
-        return {"i2t_r1": m["i2t_r1"], "t2i_r1": m["t2i_r1"]}
+    def _generator(self, cfg: Config, vocab_size: int) -> MultimodalRNN:
+        return MultimodalRNN(MultimodalRNNConfig(
+            vocab_size=vocab_size, encoder=cfg.encoder_config(cfg.grid, self.datasets.root), embed_dim=cfg.gen_embed_dim,
+            hidden_dim=cfg.gen_hidden_dim, cell=cfg.gen_cell, dropout=cfg.gen_dropout))
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         vocab = cap.load_vocab(data_dir)

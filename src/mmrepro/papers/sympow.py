@@ -30,7 +30,7 @@ from mmrepro.data import byte_corpus
 from mmrepro.data.longcrawl64 import DOC_LENGTH, VOCAB_SIZE, LongCrawl64
 from mmrepro.datasets import DatasetError, split_identity
 from mmrepro.models.sympow import SymPowConfig, SymPowTransformer, sympow_dim
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
+from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant
 
 _VARIANT = re.compile(r"^(softmax|sympow_p(\d+)|conformal_p(\d+))$")
 
@@ -86,6 +86,43 @@ def _model_config(cfg: Config, variant: str, vocab: int) -> SymPowConfig:
     power = int(m.group(2) or m.group(3) or 2)
     return SymPowConfig(vocab_size=vocab, d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head,
                         attention=kind, power=power, chunk_size=cfg.chunk_size or cfg.context)
+
+
+def _next_token_loss(model: SymPowTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    logits = model(batch["x"])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["y"].reshape(-1))
+
+
+class _Corpus:
+    """The prepared corpus as a built paper keeps it: each split opened once, on first use."""
+
+    def __init__(self, cfg: Config, data_dir: Path) -> None:
+        self.cfg, self.data_dir = cfg, Path(data_dir)
+        self._opened: dict[str, object] = {}
+
+    def _open(self, split: str):
+        if split not in self._opened:
+            if self.cfg.dataset == "longcrawl64":
+                root = json.loads((self.data_dir / "source.json").read_text())["root"]
+                self._opened[split] = LongCrawl64(root).split("train" if split == "train" else "heldout")
+            else:
+                self._opened[split] = byte_corpus.read_split(self.data_dir, split)
+        return self._opened[split]
+
+    def windows(self, split: str, length: int, n: int, rng=None) -> np.ndarray:
+        """(n, length) int64 windows; random when rng is given, else the deterministic held-out set."""
+        if self.cfg.dataset == "longcrawl64":
+            arr = self._open(split)
+            if rng is not None:
+                docs = rng.integers(0, arr.shape[0], size=n)
+                starts = rng.integers(0, arr.shape[1] - length + 1, size=n)
+                return np.stack([LongCrawl64.batch(arr, int(d), 1, int(s), length)[0] for d, s in zip(docs, starts, strict=True)])
+            docs = SymPow._eval_docs(self.cfg, split)  # heldout: test documents first, then val; never overlapping
+            return LongCrawl64.batch(arr, docs.start, min(n, len(docs)), 0, length)
+        data, offsets = self._open(split)
+        if rng is not None:
+            return byte_corpus.sample_windows(data, offsets, length, n, rng)
+        return byte_corpus.document_windows(data, offsets, length, n)
 
 
 class SymPow(Paper):
@@ -169,48 +206,36 @@ class SymPow(Paper):
     def _vocab(self, cfg: Config) -> int:
         return VOCAB_SIZE if cfg.dataset == "longcrawl64" else 256
 
-    def _windows(self, cfg: Config, data_dir: Path, split: str, length: int, n: int, rng=None) -> np.ndarray:
-        """(n, length) int64 windows; random when rng is given, else the deterministic held-out set."""
-        if cfg.dataset == "longcrawl64":
-            root = json.loads((data_dir / "source.json").read_text())["root"]
-            arr = LongCrawl64(root).split("train" if split == "train" else "heldout")
-            if rng is not None:
-                docs = rng.integers(0, arr.shape[0], size=n)
-                starts = rng.integers(0, arr.shape[1] - length + 1, size=n)
-                return np.stack([LongCrawl64.batch(arr, int(d), 1, int(s), length)[0] for d, s in zip(docs, starts, strict=True)])
-            docs = self._eval_docs(cfg, split)  # heldout: test documents first, then val; never overlapping
-            return LongCrawl64.batch(arr, docs.start, min(n, len(docs)), 0, length)
-        data, offsets = byte_corpus.read_split(data_dir, split)
-        if rng is not None:
-            return byte_corpus.sample_windows(data, offsets, length, n, rng)
-        return byte_corpus.document_windows(data, offsets, length, n)
-
     # ------------------------------------------------------------------ training
-    def variants(self, cfg: Config) -> list[str]:
-        return list(cfg.variants)
-
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
-        return SymPowTransformer(_model_config(cfg, variant, self._vocab(cfg)))
-
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
-        return cfg.batches_per_epoch * cfg.accumulation  # micro-batches: the same tokens per epoch whatever the split
-
-    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        rng = np.random.default_rng([seed, epoch, 17])
-        for _ in range(cfg.batches_per_epoch * cfg.accumulation):
-            w = torch.from_numpy(self._windows(cfg, data_dir, "train", cfg.context + 1, cfg.batch_size, rng))
-            yield {"x": w[:, :-1], "y": w[:, 1:]}
-
-    def training_step(self, model: SymPowTransformer, batch, variant: str) -> torch.Tensor:
-        logits = model(batch["x"])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["y"].reshape(-1))
-
-    def validate(self, model: SymPowTransformer, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        w = torch.from_numpy(self._windows(cfg, data_dir, "val", cfg.context + 1, cfg.val_windows))
-        device = next(model.parameters()).device
-        loss = self._position_loss(model, w.to(device), cfg.context).mean().item()
+    def make_variants(self, cfg: Config, data_dir: Path) -> list[Variant]:
+        """One language model per attention (`softmax`, `sympow_p<p>`, `conformal_p<p>`), the same recipe keys."""
+        corpus = _Corpus(cfg, data_dir)
         unit = "token" if cfg.dataset == "longcrawl64" else "byte"  # LongCrawl64 holds GPT-2 tokens, not bytes
-        return {"loss_nats": loss, f"bits_per_{unit}": loss / math.log(2)}
+        n_batches = cfg.batches_per_epoch * cfg.accumulation  # micro-batches: the same tokens per epoch whatever the split
+
+        def variant(name: str) -> Variant:
+            recipe = cfg.recipe_for(name)
+
+            def batches(epoch: int, seed: int) -> EpochBatches:
+                rng = np.random.default_rng([seed, epoch, 17])
+
+                def made():
+                    for _ in range(n_batches):
+                        w = torch.from_numpy(corpus.windows("train", cfg.context + 1, recipe.batch_size, rng))
+                        yield {"x": w[:, :-1], "y": w[:, 1:]}
+
+                return EpochBatches(n_batches, made())
+
+            def validate(model: SymPowTransformer) -> dict[str, float]:
+                w = torch.from_numpy(corpus.windows("val", cfg.context + 1, cfg.val_windows))
+                loss = self._position_loss(model, w.to(next(model.parameters()).device), cfg.context).mean().item()
+                return {"loss_nats": loss, f"bits_per_{unit}": loss / math.log(2)}
+
+            return Variant(self.name, name, recipe,
+                           lambda: SymPowTransformer(_model_config(cfg, name, self._vocab(cfg))), batches, _next_token_loss,
+                           validate)
+
+        return [variant(name) for name in cfg.variants]
 
     # ------------------------------------------------------------------ evaluation
     @staticmethod
@@ -231,7 +256,7 @@ class SymPow(Paper):
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         top = max(cfg.eval_multiples)
-        windows = torch.from_numpy(self._windows(cfg, data_dir, "test", top * cfg.context + 1, cfg.eval_windows))
+        windows = torch.from_numpy(_Corpus(cfg, data_dir).windows("test", top * cfg.context + 1, cfg.eval_windows))
         dataset = "longcrawl64" if cfg.dataset == "longcrawl64" else "python-stdlib-bytes"
         split = "heldout" if cfg.dataset == "longcrawl64" else "test"
         unit = "token" if cfg.dataset == "longcrawl64" else "byte"

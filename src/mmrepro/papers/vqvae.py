@@ -34,7 +34,7 @@ from mmrepro.models.attribute_classifier import AttributeClassifier
 from mmrepro.models.code_prior import CodePrior, CodePriorConfig
 from mmrepro.models.vqvae import VQVAE, VQVAEConfig
 from mmrepro.datasets import DatasetError
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
+from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant, iter_minibatches
 
 TEXT_LEN = 8  # words of a shapes caption
 
@@ -103,13 +103,60 @@ class TextToImage(torch.nn.Module):
         return self.vqvae.decode(codes).clamp(0, 1)
 
 
+def _float(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255.0
+
+
+class _Data:
+    """The prepared data as a built paper keeps it: each split read once, on first use."""
+
+    def __init__(self, paper: VQVAEPaper, cfg: Config, data_dir: Path) -> None:
+        self.paper, self.cfg, self.data_dir = paper, cfg, Path(data_dir)
+        self._read: dict[tuple[str, str], object] = {}
+
+    def recon(self, split: str) -> torch.Tensor:
+        """(N, 3, S, S) uint8 images of the reconstruction data."""
+        if ("recon", split) not in self._read:
+            self._read[("recon", split)] = self.paper._recon_split(self.cfg, self.data_dir, split)
+        return self._read[("recon", split)]
+
+    def shapes(self, split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Captioned shapes: (images uint8, attribute labels, caption token ids (N, TEXT_LEN))."""
+        if ("shapes", split) not in self._read:
+            images, attrs, captions = shapes_data.read_split(self.data_dir / "shapes", split)
+            tok = shapes_data.CaptionTokenizer()
+            self._read[("shapes", split)] = (torch.from_numpy(images), {k: torch.from_numpy(v) for k, v in attrs.items()},
+                                             torch.tensor([tok.encode(c, TEXT_LEN) for c in captions]))
+        return self._read[("shapes", split)]
+
+    def shape_batches(self, variant: str, split: str, n: int, target: str):
+        """batches(epoch, seed) of `n` shuffled minibatches of `split`: {"images", target} with target "text" (the
+        caption) or "labels" (the attributes); passes repeat until `n` (fixed-length epochs)."""
+        size = self.cfg.recipe_for(variant).batch_size
+
+        def batches(epoch: int, seed: int) -> EpochBatches:
+            gen = torch.Generator().manual_seed(seed * 7919 + epoch * 31 + len(variant))
+
+            def made():
+                images, labels, text = self.shapes(split)
+                done = 0
+                while done < n:
+                    for idx in iter_minibatches(len(images), size, gen):
+                        if done == n:
+                            return
+                        done += 1
+                        yield {"images": _float(images[idx]),
+                               target: text[idx] if target == "text" else {k: v[idx] for k, v in labels.items()}}
+
+            return EpochBatches(n, made())
+
+        return batches
+
+
 class VQVAEPaper(Paper):
     name = "vqvae"
     title = "van den Oord et al. 2017, VQ-VAE (+ text-conditioned code prior)"
     Config = Config
-
-    def variants(self, cfg: Config) -> list[str]:
-        return ["recon", "text2image", "classifier"]
 
     # ------------------------------------------------------------------ data
     def prepare(self, cfg: Config, data_dir: Path, seed: int) -> DataInfo:
@@ -169,84 +216,69 @@ class VQVAEPaper(Paper):
             images, _ = photo_patches.read_split(data_dir / "recon", split)
         return torch.from_numpy(images)
 
-    @staticmethod
-    def _float(images: torch.Tensor) -> torch.Tensor:
-        return images.float() / 255.0
-
     # ------------------------------------------------------------------ models
     def _grid(self, cfg: Config) -> tuple[int, int]:
         side = cfg.image_size // 2**cfg.t2i_n_downsample
         return side, side
 
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
-        if variant == "recon":
-            return VQVAE(_vq_config(cfg, cfg.n_downsample))
-        if variant == "text2image":
+    def make_variants(self, cfg: Config, data_dir: Path) -> list[Variant]:
+        """`recon` (the VQ-VAE on the reconstruction data), `text2image` (VQ-VAE then code prior, on captioned
+        shapes) and `classifier` (the attribute judge, on the judge split)."""
+        data = _Data(self, cfg, data_dir)
+        return [self._recon(cfg, data), self._text2image(cfg, data), self._classifier(cfg, data)]
+
+    def _recon(self, cfg: Config, data: _Data) -> Variant:
+        def batches(epoch: int, seed: int) -> EpochBatches:
+            gen = torch.Generator().manual_seed(seed * 7919 + epoch * 31 + len("recon"))
+            n, size = cfg.recon_batches_per_epoch, cfg.recipe_for("recon").batch_size
+
+            def made():
+                images = data.recon("train")
+                for _ in range(n):  # sampled with replacement: epochs are fixed-length
+                    yield {"images": _float(images[torch.randint(0, len(images), (size,), generator=gen)])}
+
+            return EpochBatches(n, made())
+
+        def validate(model: VQVAE) -> dict[str, float]:
+            x = _float(data.recon("val")[:512]).to(next(model.parameters()).device)
+            return {"psnr": psnr(model(x)["recon"].clamp(0, 1), x)}
+
+        return Variant(self.name, "recon", cfg.recipe_for("recon"), lambda: VQVAE(_vq_config(cfg, cfg.n_downsample)),
+                       batches, lambda model, batch: model(batch["images"])["loss"], validate)
+
+    def _text2image(self, cfg: Config, data: _Data) -> Variant:
+        def build() -> TextToImage:
             h, w = self._grid(cfg)
             prior = CodePrior(CodePriorConfig(text_vocab=len(shapes_data.CaptionTokenizer()), text_len=TEXT_LEN,
                                               codebook_size=cfg.codebook_size, n_codes=h * w,
                                               d_model=cfg.prior_d_model, n_layer=cfg.prior_layers,
                                               n_head=cfg.prior_heads))
             return TextToImage(VQVAE(_vq_config(cfg, cfg.t2i_n_downsample)), prior, cfg.vq_steps)
-        if variant == "classifier":
-            return AttributeClassifier({k: len(v) for k, v in shapes_data.ATTRIBUTES.items()})
-        raise ValueError(f"unknown variant {variant!r}")
 
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
-        return {"recon": cfg.recon_batches_per_epoch, "text2image": cfg.t2i_batches_per_epoch,
-                "classifier": cfg.classifier_batches_per_epoch}[variant]
+        def validate(model: TextToImage) -> dict[str, float]:
+            images, _, text = data.shapes("val")
+            x, device = _float(images), next(model.parameters()).device
+            x = x.to(device)
+            out = {"psnr": psnr(model.vqvae(x)["recon"].clamp(0, 1), x)}
+            if int(model.steps_done) > model.vq_steps:
+                codes = model.vqvae.encode(x).flatten(1)
+                out["prior_nll_bits_per_code"] = float(model.prior.loss(text.to(device), codes)) / math.log(2)
+            return out
 
-    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        gen = torch.Generator().manual_seed(seed * 7919 + epoch * 31 + len(variant))
-        n_batches = self.steps_per_epoch(cfg, data_dir, variant)
-        if variant == "recon":
-            images = self._recon_split(cfg, data_dir, "train")
-            for _ in range(n_batches):  # sampled with replacement: epochs are fixed-length
-                yield {"images": self._float(images[torch.randint(0, len(images), (cfg.batch_size,), generator=gen)])}
-            return
-        split = "train" if variant == "text2image" else "judge"
-        images, attrs, captions = shapes_data.read_split(data_dir / "shapes", split)
-        images = torch.from_numpy(images)
-        tok = shapes_data.CaptionTokenizer()
-        text = torch.tensor([tok.encode(c, TEXT_LEN) for c in captions])
-        labels = {k: torch.from_numpy(v) for k, v in attrs.items()}
-        done = 0
-        while done < n_batches:
-            for idx in iter_minibatches(len(images), cfg.batch_size, gen):
-                if done == n_batches:
-                    return
-                done += 1
-                batch = {"images": self._float(images[idx])}
-                if variant == "text2image":
-                    batch["text"] = text[idx]
-                else:
-                    batch["labels"] = {k: v[idx] for k, v in labels.items()}
-                yield batch
+        return Variant(self.name, "text2image", cfg.recipe_for("text2image"), build,
+                       data.shape_batches("text2image", "train", cfg.t2i_batches_per_epoch, "text"),
+                       lambda model, batch: model.training_loss(batch["images"], batch["text"]), validate)
 
-    def training_step(self, model: torch.nn.Module, batch, variant: str) -> torch.Tensor:
-        if variant == "recon":
-            return model(batch["images"])["loss"]
-        if variant == "text2image":
-            return model.training_loss(batch["images"], batch["text"])
-        return model.loss(batch["images"], batch["labels"])
+    def _classifier(self, cfg: Config, data: _Data) -> Variant:
+        def validate(model: AttributeClassifier) -> dict[str, float]:
+            images, labels, _ = data.shapes("val")
+            logits = model(_float(images).to(next(model.parameters()).device))
+            return {f"acc_{k}": float((logits[k].argmax(1).cpu() == v).float().mean()) for k, v in labels.items()}
 
-    def validate(self, model: torch.nn.Module, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        device = next(model.parameters()).device
-        if variant == "recon":
-            x = self._float(self._recon_split(cfg, data_dir, "val")[:512]).to(device)
-            return {"psnr": psnr(model(x)["recon"].clamp(0, 1), x)}
-        images, attrs, captions = shapes_data.read_split(data_dir / "shapes", "val")
-        x = self._float(torch.from_numpy(images)).to(device)
-        if variant == "classifier":
-            logits = model(x)
-            return {f"acc_{k}": float((logits[k].argmax(1).cpu() == torch.from_numpy(v)).float().mean())
-                    for k, v in attrs.items()}
-        out = {"psnr": psnr(model.vqvae(x)["recon"].clamp(0, 1), x)}
-        if int(model.steps_done) > model.vq_steps:
-            tok = shapes_data.CaptionTokenizer()
-            text = torch.tensor([tok.encode(c, TEXT_LEN) for c in captions], device=device)
-            out["prior_nll_bits_per_code"] = float(model.prior.loss(text, model.vqvae.encode(x).flatten(1))) / math.log(2)
-        return out
+        return Variant(self.name, "classifier", cfg.recipe_for("classifier"),
+                       lambda: AttributeClassifier({k: len(v) for k, v in shapes_data.ATTRIBUTES.items()}),
+                       data.shape_batches("classifier", "judge", cfg.classifier_batches_per_epoch, "labels"),
+                       lambda model, batch: model.loss(batch["images"], batch["labels"]), validate)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
@@ -285,8 +317,8 @@ class VQVAEPaper(Paper):
 
     def _eval_recon(self, model: VQVAE, cfg: Config, data_dir: Path, out_dir: Path) -> list[Result]:
         device = next(model.parameters()).device
-        train_x = self._float(self._recon_split(cfg, data_dir, "train")[:2000]).to(device)
-        test_x = self._float(self._recon_split(cfg, data_dir, "test")).to(device)
+        train_x = _float(self._recon_split(cfg, data_dir, "train")[:2000]).to(device)
+        test_x = _float(self._recon_split(cfg, data_dir, "test")).to(device)
         return self._recon_rows(model, train_x, test_x, self._recon_name(cfg), "recon", out_dir, "recon")
 
     def _eval_text2image(self, t2i: TextToImage, clf: AttributeClassifier, cfg: Config, data_dir: Path,
@@ -294,8 +326,8 @@ class VQVAEPaper(Paper):
         device = next(t2i.parameters()).device
         tr_img, _, _ = shapes_data.read_split(data_dir / "shapes", "train")
         images, attrs, captions = shapes_data.read_split(data_dir / "shapes", "test")
-        x = self._float(torch.from_numpy(images)).to(device)
-        train_x = self._float(torch.from_numpy(tr_img[:1000])).to(device)
+        x = _float(torch.from_numpy(images)).to(device)
+        train_x = _float(torch.from_numpy(tr_img[:1000])).to(device)
         rows = self._recon_rows(t2i.vqvae, train_x, x, "captioned-shapes", "text2image", out_dir, "shapes")
         tok = shapes_data.CaptionTokenizer()
         text = torch.tensor([tok.encode(c, TEXT_LEN) for c in captions], device=device)

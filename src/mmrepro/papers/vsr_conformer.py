@@ -14,7 +14,9 @@ Results: WER and CER (normalisation of `mmrepro.metrics.wer`) on the unseen-spea
 per variant, decoded greedily or, with `beam_size` > 1 and the transducer head, by RNN-T beam search
 (`TransducerHead.beam_search`; the paper decodes with beam 8; per-epoch validation stays greedy),
 the LP - conv WER difference as the row of the paper's own claim, and a sample video (GIF) of mouth
-frames with reference and hypothesis per variant in the evaluate out_dir.
+frames with reference and hypothesis per variant in the evaluate out_dir. Batching (length buckets),
+decoding and the WER evaluation (rows, hypotheses, RESULTS.md) are the speech family's
+(`papers.common.speech`); this module adds the clips, their augmentation and the claim.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from mmrepro.data.loader import PlannedBatches
 from mmrepro.data.synthetic_lips import LipsSpec, paired_sentences, write_corpus
 from mmrepro.data.tokenizer import CharTokenizer
-from mmrepro.metrics.wer import NORMALISATION, espnet_table, paired_bootstrap, save_hypotheses, score
+from mmrepro.metrics.wer import paired_bootstrap, score
 from mmrepro.models.vsr_frontends import VisualConformer, VSRConfig
 from mmrepro.datasets import DatasetError, DatasetSettings
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
+from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, Variant
+from mmrepro.papers.common.speech import pad_targets, planned_buckets, score_test_sets, transcribe
 
 CLAIM = ("LP front end reads lips as well as or better than the 3D-conv + ResNet-18 front end at equal "
          "encoder size (Chang et al. 2023)")
@@ -98,13 +100,19 @@ def _read_records(data_dir: Path, split: str) -> list[dict]:
 
 
 class _Split:
-    """Clips of one split: frames from the split's `.npy` (memory-mapped) or per-clip files."""
+    """Clips of one split: frames from the split's `.npy` (memory-mapped) or per-clip files. Read by the speech
+    family's `transcribe` / `score_test_sets` as an utterance set: `lengths`, `texts`, `ids`, `speakers`,
+    `batch(indices) -> (frames (B, T, H*W) uint8, lengths (B,))`."""
 
     def __init__(self, data_dir: Path, split: str) -> None:
         self.records = _read_records(data_dir, split)
         path = data_dir / f"{split}.npy"
         self.frames = np.load(path, mmap_mode="r") if path.is_file() else None
         self.data_dir = data_dir
+        self.lengths = torch.tensor([r["n_frames"] for r in self.records], dtype=torch.long)
+        self.texts = [r["text"] for r in self.records]
+        self.ids = [r["id"] for r in self.records]
+        self.speakers = [r.get("speaker") for r in self.records]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -115,35 +123,18 @@ class _Split:
             return np.load(self.data_dir / r["path"])
         return np.asarray(self.frames[r["offset"] : r["offset"] + r["n_frames"]])
 
+    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return _pad_clips([self.clip(i) for i in idx])
 
-def _collate(clips: list[np.ndarray], texts: list[str], tok: CharTokenizer) -> dict[str, torch.Tensor]:
+
+def _pad_clips(clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips (T_i, H, W) uint8 -> (frames (B, T_max, H*W) uint8, zero-padded; lengths (B,))."""
     t_max = max(c.shape[0] for c in clips)
     h, w = clips[0].shape[1:]
     frames = np.zeros((len(clips), t_max, h * w), np.uint8)
     for k, c in enumerate(clips):
         frames[k, : c.shape[0]] = c.reshape(c.shape[0], -1)
-    ids = [tok.encode(t) for t in texts]
-    targets = torch.zeros(len(ids), max(1, max(len(x) for x in ids)), dtype=torch.long)
-    for k, x in enumerate(ids):
-        targets[k, : len(x)] = torch.tensor(x, dtype=torch.long)
-    return {
-        "frames": torch.from_numpy(frames),
-        "lengths": torch.tensor([c.shape[0] for c in clips], dtype=torch.long),
-        "targets": targets,
-        "target_lengths": torch.tensor([len(x) for x in ids], dtype=torch.long),
-    }
-
-
-def _bucketed_batches(lengths: list[int], batch_size: int, gen: torch.Generator, pool: int = 32) -> list[list[int]]:
-    """Shuffled batches of similar length (less padding): shuffle, sort within pools of
-    `pool` batches by length, cut into batches, shuffle the batches. Covers every index once."""
-    order = torch.randperm(len(lengths), generator=gen).tolist()
-    batches = []
-    for start in range(0, len(order), pool * batch_size):
-        chunk = sorted(order[start : start + pool * batch_size], key=lambda i: lengths[i])
-        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
-    perm = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[p] for p in perm]
+    return torch.from_numpy(frames), torch.tensor([c.shape[0] for c in clips], dtype=torch.long)
 
 
 def _augment(clip: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
@@ -156,8 +147,8 @@ def _augment(clip: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.n
 
 
 class _ClipBatch:
-    """plan (indices, seed) -> batch in whichever process runs it: reads the clips' files, augments them with a
-    generator seeded by the plan alone (so any number of workers agrees), collates."""
+    """plan (indices, seed) -> training batch in whichever process runs it: reads the clips (array or files),
+    augments them with a generator seeded by the plan alone (so any number of workers agrees), collates."""
 
     def __init__(self, cfg: Config, data_dir: Path, tokenizer: CharTokenizer) -> None:
         self.augment, self.max_shift, self.data_dir, self.tokenizer = cfg.augment, cfg.max_shift, data_dir, tokenizer
@@ -172,16 +163,9 @@ class _ClipBatch:
         if self.augment:
             rng = np.random.default_rng(batch_seed)
             clips = [_augment(c, rng, self.max_shift) for c in clips]
-        return _collate(clips, [split.records[i]["text"] for i in idx], self.tokenizer)
-
-
-def _planned_batches(cfg: Config, data_dir: Path, split: _Split, epoch: int, seed: int,
-                     tokenizer: CharTokenizer) -> PlannedBatches:
-    """The epoch's length-bucketed batches, each with its augmentation seed, drawn in order from (seed, epoch)."""
-    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-    buckets = _bucketed_batches([r["n_frames"] for r in split.records], cfg.batch_size, gen)
-    seeds = torch.randint(0, 2**62, (len(buckets),), generator=gen).tolist()
-    return PlannedBatches(list(zip(buckets, seeds, strict=True)), _ClipBatch(cfg, data_dir, tokenizer))
+        frames, lengths = _pad_clips(clips)
+        targets, target_lengths = pad_targets([self.tokenizer.encode(split.texts[i]) for i in idx])
+        return {"frames": frames, "lengths": lengths, "targets": targets, "target_lengths": target_lengths}
 
 
 def _prepare_lrs3(cfg: Config, data_dir: Path, seed: int, settings: DatasetSettings, key: str) -> DataInfo:
@@ -256,9 +240,6 @@ class VsrConformer(Paper):
             "pairing": "sentence_id == tts-speech utt_id for the same data_seed (mmrepro.data.synthetic_lips)",
         })
 
-    def variants(self, cfg: Config) -> list[str]:
-        return list(cfg.variants)
-
     def departures(self, cfg: Config) -> list[str]:
         out = ["the paper pre-trains on ~100k h of YouTube video, which is not public (its 12.8% WER includes it)"]
         if cfg.beam_size != 8 or cfg.head != "transducer":
@@ -267,94 +248,65 @@ class VsrConformer(Paper):
             out.append("trained without LRS3 pretrain (the paper: pretrain + trainval)")
         return out
 
-    def model_config(self, cfg: Config, variant: str) -> VSRConfig:
+    def model_config(self, cfg: Config, frontend: str) -> VSRConfig:
         return VSRConfig(
-            frontend=variant, image_size=cfg.image_size, d_model=cfg.d_model, num_layers=cfg.num_layers,
+            frontend=frontend, image_size=cfg.image_size, d_model=cfg.d_model, num_layers=cfg.num_layers,
             num_heads=cfg.num_heads, ff_mult=cfg.ff_mult, conv_kernel=cfg.conv_kernel, dropout=cfg.dropout,
             resnet_width=cfg.resnet_width, pixel_norm=cfg.pixel_norm, head=cfg.head, vocab_size=self.tokenizer.vocab_size,
             pred_dim=cfg.pred_dim, joint_dim=cfg.joint_dim, embed_dim=cfg.embed_dim,
         )
 
-    def build_model(self, cfg: Config, data_dir: Path, variant: str) -> torch.nn.Module:
-        return VisualConformer(self.model_config(cfg, variant))
+    def make_variants(self, cfg: Config, data_dir: Path) -> list[Variant]:
+        """One model per front end (`lp`, `conv`): the same encoder, head and recipe keys."""
+        splits: dict[str, _Split] = {}  # read once, on first use
 
-    def steps_per_epoch(self, cfg: Config, data_dir: Path, variant: str) -> int:
-        return -(-len(_read_records(data_dir, "train")) // cfg.batch_size)
+        def split(name: str) -> _Split:
+            if name not in splits:
+                splits[name] = _Split(Path(data_dir), name)
+            return splits[name]
 
-    def train_batches(self, cfg: Config, data_dir: Path, variant: str, epoch: int, seed: int):
-        split = _Split(data_dir, "train")
-        if split.frames is None:  # LRS3: one file per clip, read (and augmented) in DataLoader workers
-            return _planned_batches(cfg, data_dir, split, epoch, seed, self.tokenizer)
-        return self._array_batches(cfg, split, epoch, seed)
+        def variant(frontend: str) -> Variant:
+            recipe = cfg.recipe_for(frontend)
 
-    def _array_batches(self, cfg: Config, split: _Split, epoch: int, seed: int):
-        gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-        rng = np.random.default_rng([seed, epoch])
-        for idx in _bucketed_batches([r["n_frames"] for r in split.records], cfg.batch_size, gen):
-            clips = [split.clip(i) for i in idx]
-            if cfg.augment:
-                clips = [_augment(c, rng, cfg.max_shift) for c in clips]
-            yield _collate(clips, [split.records[i]["text"] for i in idx], self.tokenizer)
+            def batches(epoch: int, seed: int):
+                return planned_buckets(split("train").lengths.tolist(), recipe.batch_size, epoch, seed,
+                                       _ClipBatch(recipe, Path(data_dir), self.tokenizer))
 
-    def training_step(self, model: VisualConformer, batch, variant: str) -> torch.Tensor:
-        return model.loss(batch["frames"], batch["lengths"], batch["targets"], batch["target_lengths"])
+            def validate(model: VisualConformer) -> dict[str, float]:
+                dev = split("dev")
+                n = min(cfg.val_clips, len(dev))
+                res = score(dev.texts[:n], transcribe(model, dev, self.tokenizer, limit=n))  # greedy (cheap)
+                # process CPU seconds so far (all variants of this train stage): the per-variant compute
+                # budget is read from it, as wall time on a shared machine says little
+                return {"wer": 100 * res.wer, "cer": 100 * res.cer, "process_cpu_s": time.process_time()}
 
-    def _decode(self, model: VisualConformer, split: _Split, indices: list[int], batch_size: int = 32,
-                beam: int = 1) -> list[str]:
-        device = next(model.parameters()).device
-        hyps = []
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            batch = _collate([split.clip(i) for i in chunk], [split.records[i]["text"] for i in chunk], self.tokenizer)
-            ids = model.decode(batch["frames"].to(device), batch["lengths"].to(device), beam)
-            hyps += [self.tokenizer.decode(x) for x in ids]
-        return hyps
+            return Variant(self.name, frontend, recipe, lambda: VisualConformer(self.model_config(cfg, frontend)),
+                           batches, lambda model, b: model.loss(b["frames"], b["lengths"], b["targets"], b["target_lengths"]),
+                           validate)
 
-    def validate(self, model: VisualConformer, cfg: Config, data_dir: Path, variant: str) -> dict[str, float]:
-        split = _Split(data_dir, "dev")
-        idx = list(range(min(cfg.val_clips, len(split))))
-        hyps = self._decode(model, split, idx)  # greedy per epoch (cheap), whatever beam_size tests with
-        res = score([split.records[i]["text"] for i in idx], hyps)
-        # process CPU seconds so far (all variants of this train stage): the per-variant compute
-        # budget is read from it, as wall time on a shared machine says little
-        return {"wer": 100 * res.wer, "cer": 100 * res.cer, "process_cpu_s": time.process_time()}
+        return [variant(frontend) for frontend in cfg.variants]
 
     def evaluate(self, models, cfg: Config, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
         split = _Split(data_dir, "test")
-        idx = list(range(len(split)))
-        refs = [split.records[i]["text"] for i in idx]
-        ids = [split.records[i]["id"] for i in idx]
         dataset = cfg.dataset
-        results, scored, tables = [], {}, {}
-        for variant, model in models.items():
-            hyps = self._decode(model, split, idx, beam=cfg.beam_size)
-            res = score(refs, hyps, ids)
-            save_hypotheses(out_dir / f"hypotheses_{variant}.jsonl", res)
-            tables[f"{dataset}/test ({variant})"] = res
-            n_params = sum(p.numel() for p in model.parameters())
-            details = {"normalisation": NORMALISATION, "decoding": cfg.decoding(), "tokens": "characters",
-                       "speakers": "unseen in training", "n_parameters": n_params,
-                       "words": res.words.ref, "sentence_error_rate": 100 * res.words.snt_err / res.words.snt}
-            common = {"dataset": dataset, "split": "test", "n_samples": len(idx), "scale": "x100",
-                      "variant": variant, "higher_is_better": False}
-            results.append(Result("wer", 100 * res.wer, **common, details=details))
-            results.append(Result("cer", 100 * res.cer, **common, details={**details, "chars": res.chars.ref}))
-            scored[variant] = res
-            for k in range(min(cfg.sample_videos, len(idx))):
-                _write_sample_gif(out_dir / f"sample_{variant}_{k}.gif", split.clip(idx[k]), refs[k], hyps[k],
-                                  f"{variant}: {ids[k]}")
-        header = (f"<!-- {self.name}, seed {seed}, {cfg.head} head, decoding: {cfg.decoding()}; normalisation: "
-                  f"{NORMALISATION} -->\n\n")
-        (out_dir / "results_table.md").write_text(header + espnet_table(tables) + "\n"
-                                                  + espnet_table(tables, unit="char"))
-        if "lp" in scored and "conv" in scored:
+        about = f"{self.name}, seed {seed}, {cfg.head} head, decoding: {cfg.decoding()}"
+        results, scored = score_test_sets(
+            models, [(split, dataset, "test")], self.tokenizer, lambda v: (cfg.decoding(), cfg.beam_size),
+            {"speakers": "unseen in training"}, out_dir, about)
+        for variant in models:
+            hyps = [u["hyp"] for u in scored[(variant, dataset, "test")].utterances]
+            for k in range(min(cfg.sample_videos, len(split))):
+                _write_sample_gif(out_dir / f"sample_{variant}_{k}.gif", split.clip(k), split.texts[k], hyps[k],
+                                  f"{variant}: {split.ids[k]}")
+        if "lp" in models and "conv" in models:
+            lp, conv = scored[("lp", dataset, "test")], scored[("conv", dataset, "test")]
             # the claim holds unless LP is worse beyond chance: the paired bootstrap's 95% interval of
             # WER(lp) - WER(conv) over the same test clips lies above 0
-            boot = paired_bootstrap(scored["lp"], scored["conv"])
+            boot = paired_bootstrap(lp, conv)
             results.append(Result(
-                "wer_lp_minus_conv", boot["difference"], dataset=dataset, split="test", n_samples=len(idx),
+                "wer_lp_minus_conv", boot["difference"], dataset=dataset, split="test", n_samples=len(split),
                 scale="x100", variant="lp-vs-conv", higher_is_better=False,
-                details={"claim": CLAIM, "wer_lp": 100 * scored["lp"].wer, "wer_conv": 100 * scored["conv"].wer,
+                details={"claim": CLAIM, "wer_lp": 100 * lp.wer, "wer_conv": 100 * conv.wer,
                          "ci95": boot["ci95"], "p_conv_better": boot["p_b_better"],
                          "interval": f"paired bootstrap over the test clips, {boot['resamples']} resamples "
                                      "(Bisani & Ney 2004)",

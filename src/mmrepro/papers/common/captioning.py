@@ -1,12 +1,14 @@
-"""What the captioning papers (GeoCapNet, Show Attend and Tell, Karpathy & Fei-Fei) share: the data
+"""What the captioning papers (StarCapNet, GeoCapNet, Show Attend and Tell, Karpathy & Fei-Fei) share: the
 config fields, preparing shapes-scenes / Karpathy-JSON / openclipart splits in one on-disk format
 (`mmrepro.data.shapes_scenes.write_split`), caption batches, batched decoding and turning the shared
-evaluator's scores into `Result` rows.
+evaluator's scores into `Result` rows. StarCapNet keeps its own data (`counting-dots`) and reads it
+through `CaptionPaper.caption_split`; everything else is this module's.
 """
 
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -20,14 +22,21 @@ from mmrepro.data.shapes_scenes import ShapesScenesConfig, Split, generate_split
 from mmrepro.metrics.captions import CaptionScores, evaluate_captions
 from mmrepro.datasets import DatasetError, DatasetSettings
 from mmrepro.models.image_encoder import ImageEncoderConfig
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, iter_minibatches
+from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant, iter_minibatches
 
 SYNTHETIC = "shapes-scenes"
 OPENCLIPART = "openclipart"
 
 
-class CaptionDataConfig(TrainConfig):
-    """Data and image-encoder fields common to the captioning papers."""
+class CaptionConfig(TrainConfig):
+    """Fields every captioner has: caption length and test decoding."""
+
+    max_caption_len: int = Field(default=24, gt=2, description="tokens incl. <bos>/<eos>")
+    beam_size: int = Field(default=3, ge=1, description="test decoding; 1 = greedy")
+
+
+class CaptionDataConfig(CaptionConfig):
+    """Data and image-encoder fields common to the captioners of shapes-scenes and the Karpathy datasets."""
 
     # real datasets: <datasets root>/<dataset>/dataset_<dataset>.json + its images (mmrepro.data.karpathy_json)
     dataset: Literal["shapes-scenes", "flickr8k", "flickr30k", "coco"] = SYNTHETIC
@@ -41,8 +50,6 @@ class CaptionDataConfig(TrainConfig):
     pretrained_path: str | None = Field(default=None, description="local ResNet state dict; never downloaded")
     encoder_width: int = Field(default=32, gt=0, description="first-block channels of the small CNN")
     encoder_dim: int = Field(default=128, gt=0)
-    max_caption_len: int = Field(default=24, gt=2, description="tokens incl. <bos>/<eos>")
-    beam_size: int = Field(default=3, ge=1)
     openclipart_n: int = Field(default=0, ge=0, description="openclipart test drawings (0 = none)")
 
     @model_validator(mode="after")
@@ -130,14 +137,6 @@ def prepare_captions(cfg: CaptionDataConfig, data_dir: Path, seed: int, grammar:
                     identity=identity)
 
 
-def n_train_images(cfg: CaptionDataConfig, data_dir: Path) -> int:
-    """Training images: `n_train` of the synthetic data, else what prepare wrote (so that the LR schedule
-    knows the epoch length on the real datasets too)."""
-    if cfg.dataset == SYNTHETIC:
-        return cfg.n_train
-    return int(json.loads((Path(data_dir) / "info.json").read_text())["splits"]["train"])
-
-
 def load_vocab(data_dir: Path) -> CaptionVocab:
     return CaptionVocab.load(data_dir / "vocab.json")
 
@@ -147,20 +146,18 @@ def images_tensor(split: Split) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(split.images.transpose(0, 3, 1, 2)))
 
 
-def caption_batches(cfg: CaptionDataConfig, data_dir: Path, epoch: int, seed: int, fraction: float = 1.0):
-    """Batches {"images": (B, 3, S, S) uint8, "tokens": (B, L)}; one random reference per image per epoch.
+def caption_batches(images: torch.Tensor, captions: list[list[str]], vocab: CaptionVocab, batch_size: int,
+                    max_len: int, epoch: int, seed: int, fraction: float = 1.0):
+    """Batches {"images": images[idx], "tokens": (B, L)}; one random reference per image per epoch.
     `fraction` < 1 trains on that share of the (re-shuffled every epoch) training images."""
-    split = read_split(data_dir, "train")
-    vocab = load_vocab(data_dir)
-    images = images_tensor(split)
     gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-    n = min(len(split), round(len(split) * fraction))
-    order = torch.randperm(len(split), generator=gen)[:n]
-    for pos in iter_minibatches(n, cfg.batch_size, gen):
+    n = min(len(images), round(len(images) * fraction))
+    order = torch.randperm(len(images), generator=gen)[:n]
+    for pos in iter_minibatches(n, batch_size, gen):
         idx = order[pos]
         picks = torch.randint(0, 1 << 30, (len(idx),), generator=gen).tolist()
-        caps = [split.captions[i][p % len(split.captions[i])] for i, p in zip(idx.tolist(), picks, strict=True)]
-        yield {"images": images[idx], "tokens": vocab.encode_batch(caps, cfg.max_caption_len)}
+        caps = [captions[i][p % len(captions[i])] for i, p in zip(idx.tolist(), picks, strict=True)]
+        yield {"images": images[idx], "tokens": vocab.encode_batch(caps, max_len)}
 
 
 def decode(model, images: torch.Tensor, vocab: CaptionVocab, beam_size: int, max_len: int, batch: int = 250) -> list[str]:
@@ -213,9 +210,28 @@ def dataset_label(cfg: CaptionDataConfig, grammar: str = "scenes") -> str:
     return SYNTHETIC if grammar == "scenes" else f"{SYNTHETIC}/{grammar}"
 
 
+class CaptionData:
+    """A prepared captioning data directory as a built paper keeps it: the vocabulary and each split read
+    once, on first use (so that building a paper to score or size a model reads no images)."""
+
+    def __init__(self, paper: CaptionPaper, data_dir: Path) -> None:
+        self.paper, self.data_dir = paper, Path(data_dir)
+        self._splits: dict[str, tuple[torch.Tensor, list[list[str]]]] = {}
+
+    @cached_property
+    def vocab(self) -> CaptionVocab:
+        return load_vocab(self.data_dir)
+
+    def split(self, name: str) -> tuple[torch.Tensor, list[list[str]]]:
+        if name not in self._splits:
+            self._splits[name] = self.paper.caption_split(self.data_dir, name)
+        return self._splits[name]
+
+
 class CaptionPaper(Paper):
-    """Training and validation shared by the captioners: one random reference per image per epoch,
-    the model's own `loss(images, tokens)`, greedy exact match on the validation split."""
+    """What the captioners share: preparing shapes-scenes / Karpathy-JSON data and the captioning variant
+    (`captioner`): one random reference per image per epoch, the model's own `loss(images, tokens)`, greedy
+    exact match on the validation split. A paper implements `model(cfg, vocab_size)` (or `make_variants`)."""
 
     grammar: ClassVar[str] = "scenes"  # caption grammar of the synthetic shapes-scenes data
 
@@ -226,16 +242,33 @@ class CaptionPaper(Paper):
     def external_paths(self, cfg: CaptionDataConfig) -> list[Path]:
         return [] if cfg.dataset == SYNTHETIC else karpathy_paths(cfg, self.datasets)
 
-    def steps_per_epoch(self, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> int | None:
-        return -(-n_train_images(cfg, data_dir) // cfg.batch_size)
+    def caption_split(self, data_dir: Path, split: str) -> tuple[torch.Tensor, list[list[str]]]:
+        """One prepared split: (images as the model takes them, reference captions per image)."""
+        data = read_split(data_dir, split)
+        return images_tensor(data), data.captions
 
-    def train_batches(self, cfg: CaptionDataConfig, data_dir: Path, variant: str, epoch: int, seed: int):
-        return caption_batches(cfg, data_dir, epoch, seed)
+    def model(self, cfg: CaptionConfig, vocab_size: int) -> torch.nn.Module:
+        raise NotImplementedError(f"{self.name}: model() or make_variants()")
 
-    def training_step(self, model, batch, variant: str) -> torch.Tensor:
-        return model.loss(batch["images"], batch["tokens"])
+    def make_variants(self, cfg: CaptionConfig, data_dir: Path) -> list[Variant]:
+        data = CaptionData(self, data_dir)
+        return [self.captioner("main", cfg, data, lambda: self.model(cfg, len(data.vocab)))]
 
-    def validate(self, model, cfg: CaptionDataConfig, data_dir: Path, variant: str) -> dict[str, float]:
-        val = read_split(data_dir, "val")
-        preds = decode(model, images_tensor(val), load_vocab(data_dir), 1, cfg.max_caption_len)
-        return {"exact_match": exact_match(preds, val.captions)}
+    def captioner(self, name: str, cfg: CaptionConfig, data: CaptionData, build, fraction: float = 1.0,
+                  validate=None) -> Variant:
+        """A variant trained on captions; `fraction` < 1 trains on that share of the (re-shuffled every epoch)
+        training images; `validate(model)` defaults to greedy exact match on the validation split."""
+        recipe = cfg.recipe_for(name)
+
+        def batches(epoch: int, seed: int) -> EpochBatches:
+            images, captions = data.split("train")
+            n = min(len(images), round(len(images) * fraction))
+            return EpochBatches(-(-n // recipe.batch_size), caption_batches(
+                images, captions, data.vocab, recipe.batch_size, cfg.max_caption_len, epoch, seed, fraction))
+
+        def exact_match_on_val(model) -> dict[str, float]:
+            images, captions = data.split("val")
+            return {"exact_match": exact_match(decode(model, images, data.vocab, 1, cfg.max_caption_len), captions)}
+
+        return Variant(self.name, name, recipe, build, batches, lambda model, batch: model.loss(batch["images"], batch["tokens"]),
+                       validate or exact_match_on_val)

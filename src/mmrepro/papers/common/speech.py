@@ -1,5 +1,7 @@
-"""What the two speech-recognition papers (Conformer, Fast Conformer) share: their config schema,
-data preparation, feature batches, the CTC / transducer recogniser wrapper and the WER evaluation.
+"""What the speech-recognition papers (Conformer, Fast Conformer) share: their config schema, data
+preparation, feature batches, the CTC / transducer recogniser wrapper and the WER evaluation. Lip reading
+(`papers.vsr_conformer`) reuses the family's batching (`length_buckets`, `planned_buckets`, `pad_targets`),
+decoding (`transcribe`) and evaluation (`score_test_sets`: rows, hypotheses, one RESULTS.md format).
 
 Data per profile:
     smoke/cpu  `tts-speech` (espeak-ng + flite, test voices unseen; `mmrepro.data.tts_speech`) for
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +43,7 @@ from mmrepro.metrics.wer import NORMALISATION, WerResult, espnet_table, save_hyp
 from mmrepro.models.ctc import CTCHead
 from mmrepro.models.transducer import TransducerHead
 from mmrepro.datasets import DatasetError
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig
+from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant
 
 VARIANTS = ("ctc", "transducer")
 LIBRISPEECH_TEST = ("test-clean", "test-other")
@@ -193,15 +196,22 @@ class _FeatureSet:
         return out, lengths
 
 
-_CACHE: dict[tuple[str, str], _FeatureSet] = {}
+class SpeechData:
+    """A prepared speech data directory as a built paper keeps it: the tokenizer and each split's features,
+    read once, on first use (building a paper to score or size a model reads no features)."""
 
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self._splits: dict[str, _FeatureSet] = {}
 
-def feature_set(data_dir: Path, split: str) -> _FeatureSet:
-    key = (str(Path(data_dir).resolve()), split)
-    if key not in _CACHE:
-        _CACHE.clear() if len(_CACHE) > 8 else None
-        _CACHE[key] = _FeatureSet(Path(data_dir), split)
-    return _CACHE[key]
+    @cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.data_dir / "tokenizer.json")
+
+    def split(self, name: str) -> _FeatureSet:
+        if name not in self._splits:
+            self._splits[name] = _FeatureSet(self.data_dir, name)
+        return self._splits[name]
 
 
 def length_buckets(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -239,20 +249,89 @@ class _DecodedBatch:
 
     def __init__(self, cfg: SpeechConfig, data_dir: Path) -> None:
         self.cfg, self.data_dir = cfg, Path(data_dir)
+        self._data: SpeechData | None = None  # read once per process
 
     def __call__(self, plan: tuple[list[int], int]) -> dict:
         idx, batch_seed = plan
-        tok = load_tokenizer(self.data_dir / "tokenizer.json")
-        data = feature_set(self.data_dir, "train")
-        return _augmented_batch(self.cfg, data, tok, idx, torch.Generator().manual_seed(batch_seed))
+        if self._data is None:
+            self._data = SpeechData(self.data_dir)
+        data = self._data
+        return _augmented_batch(self.cfg, data.split("train"), data.tokenizer, idx,
+                                torch.Generator().manual_seed(batch_seed))
 
 
-def _planned_batches(cfg: SpeechConfig, data_dir: Path, epoch: int, seed: int, lengths: list[int]) -> PlannedBatches:
-    """The epoch's length buckets, each with its augmentation seed, drawn in order from (seed, epoch)."""
-    buckets = length_buckets(lengths, cfg.batch_size, random.Random(seed * 7919 + epoch))
+def _cached_batches(cfg: SpeechConfig, data: SpeechData, epoch: int, seed: int):
+    """An epoch of length buckets from the cached features, augmented with one generator from (seed, epoch)."""
+    train, tok = data.split("train"), data.tokenizer
+    rng = random.Random(seed * 7919 + epoch)
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+    for idx in length_buckets(train.lengths.tolist(), cfg.batch_size, rng):
+        yield _augmented_batch(cfg, train, tok, idx, gen)
+
+
+def planned_buckets(lengths: list[int], batch_size: int, epoch: int, seed: int, make) -> PlannedBatches:
+    """The epoch's length buckets, each with its augmentation seed, drawn in order from (seed, epoch);
+    `make((indices, batch_seed))` builds a batch in whichever process runs it."""
+    buckets = length_buckets(lengths, batch_size, random.Random(seed * 7919 + epoch))
     gen = torch.Generator().manual_seed(seed * 7919 + epoch)
     seeds = torch.randint(0, 2**62, (len(buckets),), generator=gen).tolist()
-    return PlannedBatches(list(zip(buckets, seeds, strict=True)), _DecodedBatch(cfg, data_dir))
+    return PlannedBatches(list(zip(buckets, seeds, strict=True)), make)
+
+
+# ----------------------------------------------------------------------------------------- decoding, scoring
+
+
+def transcribe(model, data, tok, batch_size: int = 32, limit: int | None = None, beam: int = 1) -> list[str]:
+    """Hypotheses of the first `limit` (default all) utterances of `data` (anything with `lengths` and
+    `batch(indices) -> (inputs, lengths)`) by `model.decode(inputs, lengths, beam)`, batched by length."""
+    device = next(model.parameters()).device
+    n = len(data) if limit is None else min(limit, len(data))
+    order = sorted(range(n), key=lambda i: int(data.lengths[i]))
+    hyps: dict[int, str] = {}
+    for k in range(0, n, batch_size):
+        idx = order[k : k + batch_size]
+        inputs, lengths = data.batch(idx)
+        for i, ids in zip(idx, model.decode(inputs.to(device), lengths.to(device), beam), strict=True):
+            hyps[i] = tok.decode(ids)
+    return [hyps[i] for i in range(n)]
+
+
+def score_test_sets(models: dict[str, nn.Module], test_sets: list[tuple[Any, str, str]], tok, decoding,
+                    details: dict[str, Any], out_dir: Path, about: str) -> tuple[list[Result], dict]:
+    """WER/CER rows of every model on every test set (data with `texts`, `ids`, `speakers`, as `transcribe`
+    reads), per-utterance hypotheses (`hyp_<variant>_<dataset>_<split>.jsonl`), `RESULTS.md` (ESPnet-style
+    word and character tables, per speaker where known, under an `about` comment) and `summary.json`.
+    `decoding(variant)` -> (label, beam). Returns the rows and {(variant, dataset, split): WerResult}."""
+    results: list[Result] = []
+    tables: dict[str, WerResult] = {}
+    scored: dict[tuple[str, str, str], WerResult] = {}
+    for variant, model in models.items():
+        label, beam = decoding(variant)
+        n_params = sum(p.numel() for p in model.parameters())
+        for data, dataset, split in test_sets:
+            hyps = transcribe(model, data, tok, beam=beam)
+            r = scored[(variant, dataset, split)] = score(data.texts, hyps, ids=data.ids)
+            tables[f"{variant} / {dataset} {split}"] = r
+            # per speaker when the manifest names every utterance's (where the errors are)
+            by_speaker = {} if None in data.speakers else dict(sorted(score_by(r, data.speakers).items()))
+            for speaker, rs in by_speaker.items():
+                tables[f"{variant} / {dataset} {split} / {speaker}"] = rs
+            save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
+            row = {"normalisation": NORMALISATION, "decoding": label, "tokens": tok.kind,
+                   "vocab_size": tok.vocab_size, **details, "n_parameters": n_params, "snt": r.words.snt,
+                   "wrd": r.words.ref, "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
+                   "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
+                   "hypotheses": f"hyp_{variant}_{dataset}_{split}.jsonl"}
+            if by_speaker:
+                row["per_speaker_wer"] = {k: round(100 * v.wer, 2) for k, v in by_speaker.items()}
+            common = {"dataset": dataset, "split": split, "n_samples": r.words.snt, "scale": "x100",
+                      "variant": variant, "higher_is_better": False, "details": row}
+            results.append(Result("wer", 100 * r.wer, **common))
+            results.append(Result("cer", 100 * r.cer, **common))
+    header = f"<!-- {about}; normalisation: {NORMALISATION} -->\n\n"
+    (out_dir / "RESULTS.md").write_text(header + espnet_table(tables) + "\n" + espnet_table(tables, "char"))
+    (out_dir / "summary.json").write_text(json.dumps({k: v.summary() for k, v in tables.items()}, indent=2))
+    return results, scored
 
 
 # ----------------------------------------------------------------------------------------- paper
@@ -342,68 +421,43 @@ class SpeechPaper(Paper):
         tok.save(data_dir / "tokenizer.json")
         return tok
 
-    # -- model
-    def variants(self, cfg: SpeechConfig) -> list[str]:
-        return list(cfg.variants)
+    # -- variants: one recogniser per head
+    def make_variants(self, cfg: SpeechConfig, data_dir: Path) -> list[Variant]:
+        data = SpeechData(data_dir)
+        return [self._recognizer_variant(head, cfg, data) for head in cfg.variants]
 
-    def tokenizer(self, data_dir: Path):
-        return load_tokenizer(Path(data_dir) / "tokenizer.json")
-
-    def build_model(self, cfg: SpeechConfig, data_dir: Path, variant: str) -> SpeechRecognizer:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-        vocab = self.tokenizer(data_dir).vocab_size
+    def recognizer(self, cfg: SpeechConfig, head: str, vocab: int) -> SpeechRecognizer:
+        """A fresh encoder with a `head` ("ctc" or "transducer") over `vocab` tokens + blank."""
         encoder = self.build_encoder(cfg)
         d = encoder.output_dim
-        if variant == "ctc":
-            head: nn.Module = CTCHead(d, vocab, blank=vocab)
+        if head == "ctc":
+            out: nn.Module = CTCHead(d, vocab, blank=vocab)
         elif cfg.size == "tiny":
-            head = TransducerHead(d, vocab, pred_dim=cfg.pred_dim, blank=vocab, dropout=cfg.dropout)
+            out = TransducerHead(d, vocab, pred_dim=cfg.pred_dim, blank=vocab, dropout=cfg.dropout)
         else:
-            head = TransducerHead.preset(cfg.size, d, vocab, blank=vocab)
-        return SpeechRecognizer(encoder, head, cfg.max_symbols)
+            out = TransducerHead.preset(cfg.size, d, vocab, blank=vocab)
+        return SpeechRecognizer(encoder, out, cfg.max_symbols)
 
-    # -- training
-    def steps_per_epoch(self, cfg: SpeechConfig, data_dir: Path, variant: str) -> int:
-        return -(-len(feature_set(data_dir, "train")) // cfg.batch_size)
+    def _recognizer_variant(self, head: str, cfg: SpeechConfig, data: SpeechData) -> Variant:
+        recipe = cfg.recipe_for(head)
 
-    def train_batches(self, cfg: SpeechConfig, data_dir: Path, variant: str, epoch: int, seed: int):
-        data = feature_set(data_dir, "train")
-        if data.decoded_on_the_fly:  # LibriSpeech FLACs: decoded and featurised in DataLoader workers
-            return _planned_batches(cfg, data_dir, epoch, seed, data.lengths.tolist())
-        return self._cached_batches(cfg, data_dir, epoch, seed)
+        def batches(epoch: int, seed: int):
+            train = data.split("train")
+            if train.decoded_on_the_fly:  # LibriSpeech FLACs: decoded and featurised in DataLoader workers
+                return planned_buckets(train.lengths.tolist(), recipe.batch_size, epoch, seed,
+                                       _DecodedBatch(recipe, data.data_dir))
+            return EpochBatches(-(-len(train) // recipe.batch_size), _cached_batches(recipe, data, epoch, seed))
 
-    def _cached_batches(self, cfg: SpeechConfig, data_dir: Path, epoch: int, seed: int):
-        data, tok = feature_set(data_dir, "train"), self.tokenizer(data_dir)
-        rng = random.Random(seed * 7919 + epoch)
-        gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-        for idx in length_buckets(data.lengths.tolist(), cfg.batch_size, rng):
-            yield _augmented_batch(cfg, data, tok, idx, gen)
+        def validate(model: SpeechRecognizer) -> dict[str, float]:
+            dev = data.split("dev")
+            n = min(cfg.val_utterances, len(dev))
+            r = score(dev.texts[:n], transcribe(model, dev, data.tokenizer, limit=n))  # greedy per epoch (cheap)
+            return {"wer": 100 * r.wer, "cer": 100 * r.cer}
 
-    def training_step(self, model: SpeechRecognizer, batch, variant: str) -> torch.Tensor:
-        return model.loss(batch)
+        return Variant(self.name, head, recipe, lambda: self.recognizer(cfg, head, data.tokenizer.vocab_size),
+                       batches, lambda model, batch: model.loss(batch), validate)
 
     # -- decoding and scoring
-    def transcribe(self, model: SpeechRecognizer, data: _FeatureSet, tok, batch_size: int = 32,
-                   limit: int | None = None, beam: int = 1) -> list[str]:
-        device = next(model.parameters()).device
-        n = len(data) if limit is None else min(limit, len(data))
-        order = sorted(range(n), key=lambda i: int(data.lengths[i]))
-        hyps: dict[int, str] = {}
-        for k in range(0, n, batch_size):
-            idx = order[k : k + batch_size]
-            feats, lengths = data.batch(idx)
-            for i, ids in zip(idx, model.decode(feats.to(device), lengths.to(device), beam), strict=True):
-                hyps[i] = tok.decode(ids)
-        return [hyps[i] for i in range(n)]
-
-    def validate(self, model: SpeechRecognizer, cfg: SpeechConfig, data_dir: Path, variant: str) -> dict[str, float]:
-        data = feature_set(data_dir, "dev")
-        n = min(cfg.val_utterances, len(data))
-        hyps = self.transcribe(model, data, self.tokenizer(data_dir), limit=n)  # greedy per epoch (cheap)
-        r = score(data.texts[:n], hyps)
-        return {"wer": 100 * r.wer, "cer": 100 * r.cer}
-
     def test_sets(self, cfg: SpeechConfig, data_dir: Path) -> list[tuple[str, str, str]]:
         """(feature split name, dataset, split) of every test set."""
         if cfg.dataset == "librispeech":
@@ -414,35 +468,10 @@ class SpeechPaper(Paper):
         return sets
 
     def evaluate(self, models, cfg: SpeechConfig, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
-        tok = self.tokenizer(data_dir)
-        results: list[Result] = []
-        tables: dict[str, WerResult] = {}
-        for variant, model in models.items():
-            beam = cfg.beam_size if variant == "transducer" else 1
-            for split_name, dataset, split in self.test_sets(cfg, data_dir):
-                data = feature_set(data_dir, split_name)
-                hyps = self.transcribe(model, data, tok, beam=beam)
-                r = score(data.texts, hyps, ids=data.ids)
-                tables[f"{variant} / {dataset} {split}"] = r
-                # per speaker when the manifest names every utterance's (tts-speech: where the errors are)
-                by_speaker = {} if None in data.speakers else dict(sorted(score_by(r, data.speakers).items()))
-                for speaker, rs in by_speaker.items():
-                    tables[f"{variant} / {dataset} {split} / {speaker}"] = rs
-                save_hypotheses(out_dir / f"hyp_{variant}_{dataset}_{split}.jsonl", r)
-                details = {"normalisation": NORMALISATION, "decoding": cfg.decoding(variant), "tokens": tok.kind,
-                           "vocab_size": tok.vocab_size, "size": cfg.size, "snt": r.words.snt, "wrd": r.words.ref,
-                           "sub": r.words.sub, "del": r.words.dele, "ins": r.words.ins,
-                           "sentence_error_pct": round(100 * r.words.snt_err / r.words.snt, 2),
-                           "hypotheses": f"hyp_{variant}_{dataset}_{split}.jsonl"}
-                if by_speaker:
-                    details["per_speaker_wer"] = {k: round(100 * v.wer, 2) for k, v in by_speaker.items()}
-                common = {"dataset": dataset, "split": split, "n_samples": r.words.snt, "scale": "x100",
-                          "variant": variant, "higher_is_better": False, "details": details}
-                results.append(Result("wer", 100 * r.wer, **common))
-                results.append(Result("cer", 100 * r.cer, **common))
-        decoding = ", ".join(cfg.decoding(v) for v in models)
-        header = (f"<!-- {self.name}, seed {seed}, size {cfg.size}, decoding: {decoding}; normalisation: "
-                  f"{NORMALISATION} -->\n\n")
-        (out_dir / "RESULTS.md").write_text(header + espnet_table(tables) + "\n" + espnet_table(tables, "char"))
-        (out_dir / "summary.json").write_text(json.dumps({k: v.summary() for k, v in tables.items()}, indent=2))
+        data = SpeechData(data_dir)
+        test_sets = [(data.split(name), dataset, split) for name, dataset, split in self.test_sets(cfg, data_dir)]
+        about = f"{self.name}, seed {seed}, size {cfg.size}, decoding: {', '.join(cfg.decoding(v) for v in models)}"
+        results, _ = score_test_sets(
+            models, test_sets, data.tokenizer,
+            lambda v: (cfg.decoding(v), cfg.beam_size if v == "transducer" else 1), {"size": cfg.size}, out_dir, about)
         return results
