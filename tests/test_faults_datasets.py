@@ -83,21 +83,27 @@ def test_no_output_names_the_datasets_root_or_the_checkout(repo):
                                                                      "test-other": 2}
 
 
-def test_a_corrupted_flac_ends_evaluate_with_one_line_naming_it(repo):
-    root, datasets = repo
-    victim = datasets / "LibriSpeech/test-clean/120/5020/120-5020-0001.flac"
+def _assert_stage_names_the_flac(root: Path, stage: str, victim: Path, damaged: bytes) -> None:
+    """Run `stage` with `victim` replaced by `damaged` (restored afterwards): exit 2, its last stderr line
+    names the file, no traceback."""
     original = victim.read_bytes()
-    garbled = bytearray(original)
-    garbled[len(garbled) // 2] ^= 0xFF  # one byte in the middle of the audio frames, same size
-    victim.write_bytes(bytes(garbled))
+    victim.write_bytes(damaged)
     try:
-        proc = _stage(root, "evaluate")
+        proc = _stage(root, stage)
     finally:
         victim.write_bytes(original)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         f"dataset: {victim}: not a readable FLAC file (Internal psf_fseek() failed.)")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_corrupted_flac_ends_evaluate_with_one_line_naming_it(repo):
+    root, datasets = repo
+    victim = datasets / "LibriSpeech/test-clean/120/5020/120-5020-0001.flac"
+    garbled = bytearray(victim.read_bytes())
+    garbled[len(garbled) // 2] ^= 0xFF  # one byte in the middle of the audio frames, same size
+    _assert_stage_names_the_flac(root, "evaluate", victim, bytes(garbled))
 
 
 def test_a_truncated_flac_decoded_in_a_dataloader_worker_ends_train_with_one_line(repo):
@@ -105,17 +111,8 @@ def test_a_truncated_flac_decoded_in_a_dataloader_worker_ends_train_with_one_lin
     with the worker's traceback as its message; the stage still prints one line naming the file."""
     root, datasets = repo
     victim = datasets / "LibriSpeech/train-clean-100/100/5000/100-5000-0000.flac"
-    original = victim.read_bytes()
-    victim.write_bytes(original[: len(original) // 2])
     shutil.rmtree(root / "checkpoints")  # else the finished checkpoint resumes and nothing is decoded
-    try:
-        proc = _stage(root, "train")
-    finally:
-        victim.write_bytes(original)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
-        f"dataset: {victim}: not a readable FLAC file (Internal psf_fseek() failed.)")
-    assert "Traceback" not in proc.stderr
+    _assert_stage_names_the_flac(root, "train", victim, victim.read_bytes()[: victim.stat().st_size // 2])
 
 
 def test_inputs_skipped_on_purpose_are_listed_with_their_reason(tmp_path):
