@@ -80,7 +80,10 @@ def copy_repo(dest: Path) -> Path:
 
 def stage_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses: this venv first on PATH (DVC runs `python stages/...`)."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # no tracking URI, and no torchrun identity a test left in this process (a worker run in-process sets
+    # LOCAL_RANK, which would make a stage think it already is a torchrun worker)
+    skip = {"MLFLOW_TRACKING_URI", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}
+    env = {k: v for k, v in os.environ.items() if k not in skip}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["SHELL"] = "/bin/sh"  # DVC runs stage commands with $SHELL: the same process tree here and on CI runners
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "mmrepro-test"
