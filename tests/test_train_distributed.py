@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -66,13 +67,9 @@ def _worker(rank: int, size: int, port: int, out: str, kill_at: int | None) -> N
 
 def _run(out: Path, size: int, kill_at: int | None = None) -> dict:
     out.mkdir(exist_ok=True)
-    if size == 1:  # in this process: put back the environment the worker sets
-        saved = dict(os.environ)
-        try:
+    if size == 1:
+        with mock.patch.dict(os.environ):  # in this process: put back the environment the worker sets
             _worker(0, 1, 0, str(out), kill_at)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
     else:
         mp.start_processes(_worker, args=(size, _free_port(), str(out), kill_at), nprocs=size, start_method="spawn")
     return torch.load(out / "result.pt", weights_only=True)

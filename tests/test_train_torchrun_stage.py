@@ -1,7 +1,7 @@
 """`train.nproc: 2` through the real pipeline: `dvc repro train@sympow` (smoke profile, softmax variant, 2 x 2
 micro-batches per step) in a temporary git repo relaunches the train stage under the real `torchrun` (two gloo
-processes on CPU). The run logs one MLflow run per seed (rank 0 only), writes its outputs once, and follows
-the single-process run's loss curve. Not bit for bit: DDP averages two ranks' gradients in another order
+processes on CPU). The run logs one MLflow run per seed (rank 0 only) and follows the single-process run's
+loss curve. Not bit for bit: DDP averages two ranks' gradients in another order
 than one process accumulating four micro-batches (tests/test_train_distributed.py checks exact equality on a
 toy model where both sums are exact)."""
 
