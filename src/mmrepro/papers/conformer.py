@@ -26,6 +26,9 @@ class Conformer(SpeechPaper):
     Config = SpeechConfig
 
     def build_encoder(self, cfg: SpeechConfig) -> nn.Module:
+        if cfg.subsampling_factor not in (0, 4):
+            raise ValueError(f"conformer: subsampling_factor {cfg.subsampling_factor} is not supported; the paper's "
+                             "encoder subsamples 4x (two stride-2 convs), use 0 or 4")
         if cfg.size == "tiny":
             enc_cfg = ConformerConfig(d_model=cfg.d_model, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                                       conv_kernel=cfg.conv_kernel or 32, dropout=cfg.dropout,

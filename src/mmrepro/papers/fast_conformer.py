@@ -36,10 +36,11 @@ class FastConformer(SpeechPaper):
             enc_cfg = FastConformerConfig(
                 d_model=cfg.d_model, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                 conv_kernel=cfg.conv_kernel or 9, subsampling_channels=cfg.subsampling_channels or 256,
+                subsampling_factor=cfg.subsampling_factor or 8,
                 attention=cfg.attention, att_context=cfg.att_context, dropout=cfg.dropout)
         else:
             enc_cfg = FastConformerConfig.preset(cfg.size, attention=cfg.attention, att_context=cfg.att_context,
-                                                 dropout=cfg.dropout)
+                                                 dropout=cfg.dropout, subsampling_factor=cfg.subsampling_factor or 8)
         return FastConformerEncoder(enc_cfg)
 
     def evaluate(self, models, cfg: SpeechConfig, data_dir: Path, out_dir: Path, seed: int) -> list[Result]:
