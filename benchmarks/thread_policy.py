@@ -6,14 +6,17 @@
 Policies, each in a fresh process (OpenMP reads its settings when torch loads):
     torch default    no OMP_* variables: one thread per core, libgomp's spinning wait
     mmrepro          `mmrepro.threads.apply_thread_policy()` (what the stages do): threads = the CPU budget,
-                     OMP_WAIT_POLICY=PASSIVE
+                     OMP_WAIT_POLICY=PASSIVE only when fewer CPUs are idle at start than the threads need
+    always passive   threads = the CPU budget, OMP_WAIT_POLICY=PASSIVE whatever the load (the policy until
+                     2026-12-01)
     1 thread         OMP_NUM_THREADS=1 (the old README advice for shared machines)
 The step is the issue's size: 4 Conformer blocks, d 144, 4 heads, kernel 32, dropout 0.1, batch 8 x 250
 frames, forward + backward + SGD. "competing" starts `--competitors` busy-loop processes (`while True: pass`)
 before the policies run and kills them after. Repetitions are interleaved (quiet then competing, each policy
 in turn); per process the median wall time of `--steps` steps after one warm-up is kept. Printed: the
-medians over repetitions, the slowdown (competing / quiet, median of the per-repetition ratios) and each
-policy's quiet speed against torch's default. Results go to `benchmarks/results/thread_policy.json`.
+medians over repetitions, the slowdown (competing / quiet, median of the per-repetition ratios), each
+policy's quiet speed against torch's default, and its competing speed against torch's default on the quiet
+machine (the step a user loses to the competitor). Results go to `benchmarks/results/thread_policy.json`.
 Timings from a machine that other people's jobs share are noisy: quote the ratios, with the load average.
 """
 
@@ -29,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = ("torch default", "mmrepro", "1 thread")
+POLICIES = ("torch default", "mmrepro", "always passive", "1 thread")
 
 
 def child(policy: str, steps: int) -> None:
@@ -41,6 +44,8 @@ def child(policy: str, steps: int) -> None:
         from mmrepro.threads import apply_thread_policy
 
         apply_thread_policy()
+    elif policy == "always passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     elif policy == "1 thread":
         os.environ["OMP_NUM_THREADS"] = "1"
     import torch
@@ -66,7 +71,8 @@ def child(policy: str, steps: int) -> None:
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    print(json.dumps({"threads": torch.get_num_threads(), "step_s": statistics.median(times)}))
+    print(json.dumps({"threads": torch.get_num_threads(), "step_s": statistics.median(times),
+                      "wait": os.environ.get("OMP_WAIT_POLICY", "default")}))
 
 
 def measure(policy: str, steps: int) -> dict:
@@ -88,6 +94,7 @@ def main() -> None:
         return
     runs: dict[str, dict[str, list[float]]] = {p: {"quiet": [], "competing": []} for p in POLICIES}
     threads: dict[str, int] = {}
+    waits: dict[str, dict[str, str]] = {p: {} for p in POLICIES}  # policy -> condition -> OpenMP wait used
     loads = []
     for rep in range(args.repeats):
         for condition in ("quiet", "competing"):
@@ -99,24 +106,29 @@ def main() -> None:
                     result = measure(policy, args.steps)
                     runs[policy][condition].append(result["step_s"])
                     threads[policy] = result["threads"]
-                    print(f"  rep {rep} {condition:<9} {policy:<14} {result['step_s']:.3f} s/step", flush=True)
+                    waits[policy][condition] = result["wait"]
+                    print(f"  rep {rep} {condition:<9} {policy:<14} {result['step_s']:.3f} s/step "
+                          f"(wait {result['wait']})", flush=True)
             finally:
                 for proc in busy:
                     proc.kill()
                     proc.wait()
     default_quiet = runs["torch default"]["quiet"]
     rows = []
-    print(f"\n{'policy':<14}{'threads':>8}{'quiet s':>10}{'competing s':>13}{'slowdown':>10}{'quiet vs default':>18}")
+    print(f"\n{'policy':<16}{'threads':>8}{'wait quiet/competing':>22}{'quiet s':>10}{'competing s':>13}"
+          f"{'slowdown':>10}{'quiet vs default':>18}{'competing vs quiet default':>28}")
     for policy in POLICIES:
         quiet, busy = runs[policy]["quiet"], runs[policy]["competing"]
-        row = {"policy": policy, "threads": threads[policy], "quiet_s": statistics.median(quiet),
+        wait = f"{waits[policy]['quiet']}/{waits[policy]['competing']}"
+        row = {"policy": policy, "threads": threads[policy], "wait": wait, "quiet_s": statistics.median(quiet),
                "competing_s": statistics.median(busy),
                "slowdown": statistics.median(b / q for b, q in zip(busy, quiet, strict=True)),
                "quiet_vs_default": statistics.median(q / d for q, d in zip(quiet, default_quiet, strict=True)),
+               "competing_vs_quiet_default": statistics.median(b / d for b, d in zip(busy, default_quiet, strict=True)),
                "quiet_runs": quiet, "competing_runs": busy}
         rows.append(row)
-        print(f"{policy:<14}{row['threads']:>8}{row['quiet_s']:>10.3f}{row['competing_s']:>13.3f}"
-              f"{row['slowdown']:>9.2f}x{row['quiet_vs_default']:>17.2f}x")
+        print(f"{policy:<16}{row['threads']:>8}{wait:>22}{row['quiet_s']:>10.3f}{row['competing_s']:>13.3f}"
+              f"{row['slowdown']:>9.2f}x{row['quiet_vs_default']:>17.2f}x{row['competing_vs_quiet_default']:>27.2f}x")
     print(f"load average (1 min) during the runs: {min(loads):.1f} .. {max(loads):.1f}; cpu_count {os.cpu_count()}")
     record = {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "competitors": args.competitors,
               "steps": args.steps, "repeats": args.repeats, "load_avg_range": [min(loads), max(loads)], "rows": rows}

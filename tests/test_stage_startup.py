@@ -1,6 +1,7 @@
 """Stage start-up (issue 15): a stage imports only what it needs (mlflow ~1.2 s of CPU, torchvision ~1.2 s stay
 out of a speech paper's prepare; benchmarks/stage_startup.py measures the time), and it sets torch's threads
-and OpenMP's wait policy before torch loads (benchmarks/thread_policy.py measures the effect)."""
+and OpenMP's wait policy before torch loads: passive when other processes hold the CPUs at start, libgomp's
+spinning default otherwise (benchmarks/thread_policy.py measures the effect)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from mmrepro.threads import apply_thread_policy, cpu_budget
+from mmrepro.threads import apply_thread_policy, cpu_budget, free_cpus
 
 from .conftest import REPO, stage_env
 
@@ -29,19 +31,65 @@ print(json.dumps({"heavy": sorted(m for m in ("mlflow", "torchvision", "matplotl
 
 
 def test_prepare_start_up_imports_no_mlflow_torchvision_matplotlib_or_dvc_and_applies_the_thread_policy():
+    """With every CPU held by a real busy-loop process, the stage's workers must wait passively."""
     env = stage_env()
     for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY"):  # let the policy decide
         env.pop(key, None)
-    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, env=env, check=True)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)  # the hogs are running before the stage starts
+        proc = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, env=env,
+                              check=True)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out == {"heavy": [], "threads": cpu_budget(), "wait": "PASSIVE"}
+    want_wait = "PASSIVE" if cpu_budget() > 1 else None  # one thread has no waiting workers: nothing to choose
+    assert out == {"heavy": [], "threads": cpu_budget(), "wait": want_wait}
+    if want_wait:
+        assert "OpenMP workers wait passively" in proc.stderr
 
 
 def test_thread_policy_keeps_what_the_environment_says():
     env = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}
-    assert apply_thread_policy(env) == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}
-    env = {}
-    assert apply_thread_policy(env) == {"OMP_NUM_THREADS": str(cpu_budget()), "OMP_WAIT_POLICY": "PASSIVE"}
+    assert apply_thread_policy(env, idle=lambda: 0.0) == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}
+    env = {"OMP_NUM_THREADS": "4"}
+    assert apply_thread_policy(env, idle=lambda: 0.0) == {"OMP_NUM_THREADS": "4", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def test_thread_policy_spins_on_a_quiet_machine_and_waits_passively_on_a_busy_one():
+    """4 threads need 3.5 idle CPUs to spin; 1 thread has no workers, so the load is not even probed."""
+    assert apply_thread_policy({"OMP_NUM_THREADS": "4"}, idle=lambda: 4.0) == {"OMP_NUM_THREADS": "4",
+                                                                               "OMP_WAIT_POLICY": None}
+    assert apply_thread_policy({"OMP_NUM_THREADS": "4"}, idle=lambda: 3.6)["OMP_WAIT_POLICY"] is None
+    assert apply_thread_policy({"OMP_NUM_THREADS": "4"}, idle=lambda: 3.4)["OMP_WAIT_POLICY"] == "PASSIVE"
+
+    def not_probed() -> float:
+        raise AssertionError("probed the load for one thread")
+
+    assert apply_thread_policy({"OMP_NUM_THREADS": "1"}, idle=not_probed) == {"OMP_NUM_THREADS": "1",
+                                                                               "OMP_WAIT_POLICY": None}
+    env: dict[str, str] = {}
+    apply_thread_policy(env, idle=lambda: 0.0)
+    assert env["OMP_NUM_THREADS"] == str(cpu_budget())
+
+
+def test_free_cpus_counts_idle_ticks_and_adds_back_this_process(tmp_path, monkeypatch):
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal. Between the two samples the
+    2 CPUs counted 100 ticks, 30 of them idle or iowait: 0.6 CPUs idle."""
+    stat = tmp_path / "stat"
+    samples = iter(["cpu  100 0 100 700 100 0 0 0 0 0\n", "cpu  130 0 130 720 110 10 0 0 0 0\n"])
+
+    def fake_sleep(_):
+        stat.write_text(next(samples))
+
+    stat.write_text(next(samples))
+    monkeypatch.setattr(time, "sleep", fake_sleep)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    idle = free_cpus(interval=0.5, proc_stat=stat)
+    assert idle == pytest.approx(2 * 30 / 100, abs=0.05)  # + this process's own CPU time in the window (~0)
+    assert free_cpus(proc_stat=tmp_path / "missing") == float("inf")
 
 
 def test_thread_policy_refuses_to_run_after_torch_is_imported():
