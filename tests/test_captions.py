@@ -15,7 +15,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from mmrepro.metrics.captions import (_quiet_tokenizer, evaluate_captions, load_coco_files, score_captions,
-                                      spice_unavailable_reason)
+                                      spice_unavailable_reason, start_meteor, stop_meteor)
 
 PRED = {"1": "the cat sat on the mat", "2": "a dog runs"}
 REFS = {"1": ["the cat is on the mat"], "2": ["a dog runs"]}
@@ -36,7 +36,7 @@ def test_the_tokenizer_status_line_is_silenced_and_other_stderr_kept(capfd):
     # the real Java tokenizer prints "PTBTokenizer tokenized N tokens at ... tokens per second." per call
     PTBTokenizer().tokenize({"1": [{"caption": "a dog runs"}]})
     assert "PTBTokenizer tokenized" in capfd.readouterr().err  # what the evaluator must hide
-    with _quiet_tokenizer():  # what score_captions wraps its two tokenizer calls in
+    with _quiet_tokenizer():  # what score_captions wraps its tokenizer call in
         tokens = PTBTokenizer().tokenize({"1": [{"caption": "a dog runs."}]})
     assert tokens == {"1": ["a dog runs"]} and capfd.readouterr().err == ""
     with pytest.raises(RuntimeError), _quiet_tokenizer():
@@ -82,6 +82,25 @@ def test_equals_direct_pycocoevalcap_calls(tmp_path):
     assert load_coco_files(tmp_path / "captions_results.json", tmp_path / "captions_references.json") == (pred, refs)
     per_image = json.loads((tmp_path / "captions_per_image.json").read_text())
     assert per_image["scale"] == "x100" and set(per_image["scores"]["2"]) >= set(direct)
+
+
+def test_one_meteor_process_serves_every_scored_set_and_a_dead_one_is_replaced():
+    """Reusing METEOR's JVM must not change a score: set B scored after set A equals B scored by a fresh JVM."""
+    refs_b = {"x": ["a blue square above a green circle", "a square and a circle"], "y": ["three small stars"]}
+    pred_b = {"x": "a green square above a blue circle", "y": "three stars"}
+    stop_meteor()
+    score_captions(PRED, REFS)
+    jvm = start_meteor().meteor_p
+    after_a = score_captions(pred_b, refs_b)
+    assert start_meteor().meteor_p is jvm  # the same process scored both sets
+    jvm.kill()
+    jvm.wait()
+    fresh = score_captions(pred_b, refs_b)
+    assert start_meteor().meteor_p is not jvm and start_meteor().meteor_p.poll() is None
+    assert 0 < fresh.corpus["meteor"] < 100
+    assert after_a.corpus == fresh.corpus and after_a.per_image == fresh.per_image
+    stop_meteor()
+    assert start_meteor().meteor_p.poll() is None  # stopped, then started again on demand
 
 
 def test_spice_is_reported_not_dropped():

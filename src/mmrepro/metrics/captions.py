@@ -6,6 +6,11 @@ tool. Scores are reported x100, as the papers print them (CIDEr-D 1.0 -> 100.0);
 and the metric files say so. pycocoevalcap's `Cider` is the coco-caption CIDEr-D (Gaussian length
 penalty sigma=6, clipped n-gram counts), with document frequencies from the evaluated references.
 
+Java start-ups are the slow part on small test sets: METEOR's JVM loads its 60 MB paraphrase table when
+it starts (3-9 s on 2 cores), so one METEOR process serves every scored set of a process, and a caption
+paper's evaluate stage starts it (`start_meteor`) before it loads and runs its models, which then overlaps
+the load; references and predictions go through one PTB tokenizer run per scored set.
+
 SPICE needs Stanford CoreNLP 3.6.0 jars next to pycocoevalcap's spice jar. They cannot be downloaded
 at run time here, so SPICE is scored when the jars are present and otherwise reported as unavailable
 with the reason (never silently dropped). Its own constructor would try to download them, so it is
@@ -14,12 +19,14 @@ only constructed once the jars are found.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -121,6 +128,42 @@ def _quiet_tokenizer() -> Iterator[None]:
                 os.write(2, b"".join(kept))
 
 
+_meteor: Meteor | None = None
+_meteor_lock = threading.Lock()
+
+
+def start_meteor() -> Meteor:
+    """The process's METEOR scorer, started now if it is not running (its JVM loads the paraphrase table in
+    the background; `score_captions` then waits only for what is left of the load). Stopped at exit."""
+    global _meteor
+    java_or_raise()
+    with _meteor_lock:
+        if _meteor is None or _meteor.meteor_p.poll() is not None:  # never started, or its JVM died
+            _meteor = Meteor()
+        return _meteor
+
+
+@atexit.register
+def stop_meteor() -> None:
+    global _meteor
+    with _meteor_lock:
+        if _meteor is not None:
+            _meteor.meteor_p.kill()
+            _meteor.meteor_p.wait()
+            _meteor = None
+
+
+def _ptb_tokenize(references: dict[str, list[str]], predictions: dict[str, str]):
+    """References and predictions PTB-tokenized in one Java run (`-preserveLines`: a line's tokens do not
+    depend on the other lines). An empty hypothesis would crash METEOR's protocol; it is scored as a single
+    unknown token."""
+    both = {("ref", i): [{"caption": c} for c in refs] for i, refs in references.items()}
+    both |= {("hyp", i): [{"caption": c if c.strip() else "<empty>"}] for i, c in predictions.items()}
+    with _quiet_tokenizer():
+        tokens = PTBTokenizer().tokenize(both)
+    return ({i: tokens[("ref", i)] for i in references}, {i: tokens[("hyp", i)] for i in predictions})
+
+
 def score_captions(predictions: dict[str, str], references: dict[str, list[str]]) -> CaptionScores:
     """Score `predictions[image_id]` against `references[image_id]` (>= 1 caption each)."""
     if not predictions:
@@ -132,11 +175,7 @@ def score_captions(predictions: dict[str, str], references: dict[str, list[str]]
         raise ValueError("every image needs at least one reference caption")
     java_or_raise()
 
-    tokenizer = PTBTokenizer()
-    with _quiet_tokenizer():
-        gts = tokenizer.tokenize({i: [{"caption": c} for c in refs] for i, refs in references.items()})
-        # An empty hypothesis would crash METEOR's protocol; score it as a single unknown token.
-        res = tokenizer.tokenize({i: [{"caption": c if c.strip() else "<empty>"}] for i, c in predictions.items()})
+    gts, res = _ptb_tokenize(references, predictions)
     ids = sorted(gts)
     gts = {i: gts[i] for i in ids}
     res = {i: res[i] for i in ids}
@@ -152,12 +191,11 @@ def score_captions(predictions: dict[str, str], references: dict[str, list[str]]
     bleu, bleu_per = Bleu(4).compute_score(gts, res, verbose=0)
     for n in range(4):
         record(f"bleu{n + 1}", bleu[n], bleu_per[n])
-    meteor = Meteor()
     try:
-        record("meteor", *meteor.compute_score(gts, res))
-    finally:
-        meteor.meteor_p.kill()
-        meteor.meteor_p.wait()
+        record("meteor", *start_meteor().compute_score(gts, res))
+    except BaseException:  # a half-read reply would desynchronise the next scored set: start afresh then
+        stop_meteor()
+        raise
     record("rouge_l", *Rouge().compute_score(gts, res))
     record("cider_d", *Cider().compute_score(gts, res))
 
