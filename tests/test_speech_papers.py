@@ -31,6 +31,12 @@ def test_profiles_validate_and_sizes_follow_the_papers():
     fenc = get_paper("fast_conformer").build_encoder(paper_config(params, "fast_conformer", "cpu"))
     x, lengths = torch.randn(1, 801, 80), torch.tensor([801])
     assert fenc.eval()(x, lengths)[0].shape[1] == 101  # 8x subsampling: 801 -> 401 -> 201 -> 101
+    # the subsampling ablation (README, departures): the Fast Conformer at the Conformer's 4x
+    ablation = paper_config(params, "fast_conformer", "cpu").model_copy(update={"subsampling_factor": 4})
+    assert get_paper("fast_conformer").build_encoder(ablation).eval()(x, lengths)[0].shape[1] == 201
+    with pytest.raises(ValueError, match="subsamples 4x"):
+        get_paper("conformer").build_encoder(paper_config(params, "conformer", "cpu").model_copy(
+            update={"subsampling_factor": 8}))
 
 
 def test_beam_size_is_for_the_transducer():
