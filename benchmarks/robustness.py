@@ -1,0 +1,182 @@
+"""Robustness of the cpu results over training seeds and thread counts: a seeds x threads table per paper.
+
+    python benchmarks/robustness.py --papers conformer --seeds 0 1 2 --threads 1 2
+    python benchmarks/robustness.py --papers starcapnet --seeds 0 1 --threads 1 --cores 2
+
+Each (thread count, training seed) is one run: a clone of this checkout's HEAD (`--workdir/t<t>-s<seed>`, the
+venv linked) runs `dvc repro` of the papers on the cpu profile with `seeds: [<seed>]` (the data seed stays 0)
+under OMP_NUM_THREADS=<t>, which changes floating-point reduction order and so the numbers. Runs start while
+their threads fit the free cores (`--cores`, default all): two 1-thread runs go side by side, a 2-thread run
+alone on 2 cores, so no run oversubscribes the machine. The clones share one DVC cache, so a stage that does
+not depend on the seed (prepare) runs once and the other clones restore it from DVC's run-cache. A clone that
+exists is reused: `dvc repro` then reruns only what is missing, so a killed run resumes. Printed per paper:
+each headline metric per (threads, seed), mean +- std per thread count and over all runs, and for a metric
+with a stated cpu target whether it holds in every run and on each thread count's mean ("a target met only
+in some runs is not met"). Results go to `benchmarks/results/robustness.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# paper -> headline rows (variant, metric, dataset or None = the first row of that variant and metric,
+# target: (">=" | "<=", value) or None where the cpu profile states none)
+HEADLINES: dict[str, list[tuple[str, str, str | None, tuple[str, float] | None]]] = {
+    "conformer": [("transducer", "wer", "tts-speech", ("<=", 15.0))],
+    "fast_conformer": [("transducer", "wer", "tts-speech", None)],
+    "vsr_conformer": [("lp", "wer", None, None), ("conv", "wer", None, None)],
+    "vqvae": [("recon", "psnr_db", None, (">=", 25.0)),
+              ("text2image", "gen_acc_shape_seen_pairs", None, (">=", 0.8)),
+              ("text2image", "gen_acc_shape_heldout_pairs", None, (">=", 0.5)),
+              ("text2image", "gen_acc_all_attributes_seen_pairs", None, (">=", 0.6))],
+    "starcapnet": [("main", "count_accuracy", None, None)],
+    "geocapnet": [("main", "exact_match", None, None)],
+    "attention_captioner": [("main", "bleu4", "shapes-scenes", None)],
+    "karpathy_alignment": [("align", "i2t_r1", None, None)],
+    "sympow": [("softmax", "loss_nats_ctx1x", None, None)],
+}
+
+
+def run_clone(workdir: Path, threads: int, seed: int, papers: list[str], profile: str) -> Path:
+    """Clone HEAD (or reuse the clone), set the params, run `dvc repro`; returns the clone. Log: repro.log."""
+    clone = workdir / f"t{threads}-s{seed}"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    if not clone.exists():
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        (clone / ".venv").symlink_to(ROOT / ".venv")
+        subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "cache", "dir", "--local", str(workdir / "dvc-cache")],
+                       cwd=clone, check=True)
+    have = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout
+    if have != head:
+        raise SystemExit(f"{clone} is at {have.strip()[:12]}, this checkout at {head.strip()[:12]}: remove it or "
+                         "use another --workdir")
+    params = clone / "params.yaml"
+    lines = []
+    for line in params.read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key == "profile":
+            line = f"profile: {profile}"
+        elif key == "run":
+            line = f"run: [{', '.join(papers)}]"
+        elif key == "seeds":
+            line = f"seeds: [{seed}]"
+        lines.append(line)
+    params.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PATH": f"{clone / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # each clone's own SQLite store
+    start = time.monotonic()
+    print(f"[{clone.name}] dvc repro (log: {clone / 'repro.log'})", flush=True)
+    with open(clone / "repro.log", "ab") as log:
+        rc = subprocess.run([str(clone / ".venv" / "bin" / "dvc"), "repro"], cwd=clone, env=env, stdout=log,
+                            stderr=subprocess.STDOUT).returncode
+    print(f"[{clone.name}] rc {rc} after {(time.monotonic() - start) / 60:.1f} min", flush=True)
+    if rc != 0:
+        raise SystemExit(f"dvc repro failed in {clone} (rc {rc}); see {clone / 'repro.log'}")
+    return clone
+
+
+class Cores:
+    """Start a run only while its threads fit the free cores (a run wider than the machine runs alone)."""
+
+    def __init__(self, total: int) -> None:
+        self.free, self.total, self.cond = total, total, threading.Condition()
+
+    def run(self, threads: int, fn):
+        need = min(threads, self.total)
+        with self.cond:
+            self.cond.wait_for(lambda: self.free >= need)
+            self.free -= need
+        try:
+            return fn()
+        finally:
+            with self.cond:
+                self.free += need
+                self.cond.notify_all()
+
+
+def headline_values(clone: Path, paper: str) -> dict[str, dict[str, float | None]]:
+    """metric label -> seed -> value, from the paper's provenance file."""
+    rows = json.loads((clone / "reports" / "provenance" / f"{paper}.json").read_text())["results"]
+    out = {}
+    for variant, metric, dataset, _ in HEADLINES[paper]:
+        match = [r for r in rows if r["variant"] == variant and r["metric"] == metric
+                 and (dataset is None or r["dataset"] == dataset)]
+        if not match:
+            raise SystemExit(f"{paper}: no result {variant}/{metric} ({dataset or 'any dataset'}) in {clone}")
+        out[f"{variant}/{metric}"] = match[0]["per_seed"]
+    return out
+
+
+def holds(value: float, target: tuple[str, float]) -> bool:
+    op, bound = target
+    return value >= bound if op == ">=" else value <= bound
+
+
+def summarise(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} +- {statistics.stdev(values):.2g}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--papers", nargs="+", choices=sorted(HEADLINES), required=True)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu"], help="smoke: try the script in seconds")
+    ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)), help="cores the runs may share")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/mmrepro-robustness"))
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "robustness.json")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    cores = Cores(args.cores)
+    units = sorted(((t, s) for t in args.threads for s in args.seeds), key=lambda u: u[0])  # narrow runs pair up
+    with ThreadPoolExecutor(len(units)) as pool:
+        futures = {u: pool.submit(cores.run, u[0], lambda u=u: run_clone(args.workdir, u[0], u[1], args.papers,
+                                                                               args.profile))
+                   for u in units}
+        clones = {u: f.result() for u, f in futures.items()}
+    record = {"profile": args.profile, "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True,
+                                                                capture_output=True).stdout.strip(), "seeds": args.seeds, "threads": args.threads, "load_avg": os.getloadavg(), "papers": {}}
+    for paper in args.papers:
+        values = {u: headline_values(clone, paper) for u, clone in clones.items()}
+        print(f"\n{paper}")
+        cols = [f"{t}t s{s}" for t in args.threads for s in args.seeds]
+        print(f"{'metric':<40}" + "".join(f"{c:>10}" for c in cols)
+              + "".join(f"{f'{t} thr mean':>18}" for t in args.threads) + f"{'all runs':>18}  target")
+        record["papers"][paper] = {}
+        for variant, metric, _, target in HEADLINES[paper]:
+            label = f"{variant}/{metric}"
+            grid = {t: [values[(t, s)][label][str(s)] for s in args.seeds] for t in args.threads}
+            every = [v for t in args.threads for v in grid[t]]
+            verdict = "none stated"
+            if target is not None:
+                in_all = all(holds(v, target) for v in every)
+                on_means = all(holds(statistics.fmean(grid[t]), target) for t in args.threads)
+                verdict = (f"{target[0]} {target[1]:g}: {'met in every run' if in_all else 'NOT met in every run'}"
+                           f"; {'met' if on_means else 'NOT met'} on each thread count's mean")
+            print(f"{label:<40}" + "".join(f"{v:>10.4g}" for v in every)
+                  + "".join(f"{summarise(grid[t]):>18}" for t in args.threads) + f"{summarise(every):>18}  {verdict}")
+            record["papers"][paper][label] = {
+                "per_threads_seed": {str(t): dict(zip(map(str, args.seeds), grid[t], strict=True)) for t in args.threads},
+                "mean": statistics.fmean(every), "std": statistics.stdev(every) if len(every) > 1 else None,
+                "target": target, "verdict": verdict}
+    sys.path.insert(0, str(ROOT / "src"))
+    from mmrepro.fileio import write_json_atomic
+
+    write_json_atomic(args.out, record)
+
+
+if __name__ == "__main__":
+    main()
