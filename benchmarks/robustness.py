@@ -147,8 +147,9 @@ def main() -> None:
                                                                                args.profile))
                    for u in units}
         clones = {u: f.result() for u, f in futures.items()}
-    record = {"profile": args.profile, "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True,
-                                                                capture_output=True).stdout.strip(), "seeds": args.seeds, "threads": args.threads, "load_avg": os.getloadavg(), "papers": {}}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    record = {"profile": args.profile, "commit": commit, "seeds": args.seeds, "threads": args.threads,
+              "load_avg": os.getloadavg(), "papers": {}}
     for paper in args.papers:
         values = {u: headline_values(clone, paper) for u, clone in clones.items()}
         print(f"\n{paper}")
