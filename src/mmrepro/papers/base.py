@@ -250,6 +250,7 @@ class Paper(ABC):
     def start_evaluation_helpers(self) -> None:
         """Start what `evaluate` needs that is slow to start and runs beside Python (a JVM), so that its
         start-up overlaps loading and running the models. The evaluate stage calls it first. Default: none."""
+        return None
 
     def departures(self, cfg: TrainConfig) -> list[str]:
         """Departures from the paper under `cfg` that change the published number (training data or
