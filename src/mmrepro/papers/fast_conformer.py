@@ -9,7 +9,8 @@ runs in smoke/full; char CTC cannot align to 8x frames), and the Conformer's cpu
 masks, VTLP). Characters at 8x frames are why the cpu WER trails the Conformer's (README, Papers: 65% of
 the training utterances have more characters than 80 ms frames; `subsampling_factor: 4` closes the gap).
 Besides WER, `evaluate` reports the paper's efficiency headline, the encoder GMACs of Conformer-L and
-Fast-Conformer-L and their ratio (published 143.2 / 48.7 = 2.94), from `mmrepro.metrics.efficiency.gmacs_results` (torch's FlopCounterMode on the meta device, one 30 s
+Fast-Conformer-L and their ratio (published 143.2 / 48.7 = 2.94), from
+`mmrepro.metrics.efficiency.gmacs_results` (torch's FlopCounterMode on the meta device, one 30 s
 utterance; NeMo's Conformer-L baseline as in the paper).
 """
 
