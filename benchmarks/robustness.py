@@ -3,7 +3,7 @@
     python benchmarks/robustness.py --papers conformer --seeds 0 1 2 --threads 1 2
     python benchmarks/robustness.py --papers starcapnet --seeds 0 1 --threads 1 --cores 2
 
-Each (thread count, training seed) is one run: a clone of this checkout's HEAD (`--workdir/t<t>-s<seed>`, the
+Each (thread count, training seed) is one run: a clone of this checkout's HEAD at start (`--workdir/t<t>-s<seed>`, the
 venv linked) runs `dvc repro` of the papers on the cpu profile with `seeds: [<seed>]` (the data seed stays 0)
 under OMP_NUM_THREADS=<t>, which changes floating-point reduction order and so the numbers. Runs start while
 their threads fit the free cores (`--cores`, default all): two 1-thread runs go side by side, a 2-thread run
@@ -48,19 +48,18 @@ HEADLINES: dict[str, list[tuple[str, str, str | None, tuple[str, float] | None]]
 }
 
 
-def run_clone(workdir: Path, threads: int, seed: int, papers: list[str], profile: str) -> Path:
-    """Clone HEAD (or reuse the clone), set the params, run `dvc repro`; returns the clone. Log: repro.log."""
+def run_clone(workdir: Path, threads: int, seed: int, papers: list[str], profile: str, head: str) -> Path:
+    """Clone commit `head` (or reuse the clone), set the params, run `dvc repro`; returns the clone. Log: repro.log."""
     clone = workdir / f"t{threads}-s{seed}"
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     if not clone.exists():
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "checkout", "-q", head], cwd=clone, check=True)
         (clone / ".venv").symlink_to(ROOT / ".venv")
         subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "cache", "dir", "--local", str(workdir / "dvc-cache")],
                        cwd=clone, check=True)
     have = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout
-    if have != head:
-        raise SystemExit(f"{clone} is at {have.strip()[:12]}, this checkout at {head.strip()[:12]}: remove it or "
-                         "use another --workdir")
+    if have.strip() != head:
+        raise SystemExit(f"{clone} is at {have.strip()[:12]}, the grid at {head[:12]}: remove it or use another --workdir")
     params = clone / "params.yaml"
     lines = []
     for line in params.read_text().splitlines():
@@ -140,14 +139,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "robustness.json")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    # every run at the commit checked out now, even when the checkout moves on while the grid runs
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     cores = Cores(args.cores)
     units = sorted(((t, s) for t in args.threads for s in args.seeds), key=lambda u: u[0])  # narrow runs pair up
     with ThreadPoolExecutor(len(units)) as pool:
         futures = {u: pool.submit(cores.run, u[0], lambda u=u: run_clone(args.workdir, u[0], u[1], args.papers,
-                                                                               args.profile))
+                                                                               args.profile, commit))
                    for u in units}
         clones = {u: f.result() for u, f in futures.items()}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     record = {"profile": args.profile, "commit": commit, "seeds": args.seeds, "threads": args.threads,
               "load_avg": os.getloadavg(), "papers": {}}
     for paper in args.papers:
