@@ -271,7 +271,12 @@ class RelPosMultiHeadAttention(nn.Module):
         b, h, t, dk = qu.shape
         dev, low = qu.device, torch.finfo(qu.dtype).min
         reach = t - 1 if window is None else min(window, t - 1)  # largest |i - j| scored
-        p = self._pos(torch.arange(reach, -reach - 1, -1, device=dev), d)  # distances reach .. -reach
+        glob = reach < t - 1 and self.g  # the global frame 0 needs the position term at every distance
+        if glob:  # one projection of distances T-1 .. -(T-1); the window's rows are a slice of it
+            pg = self._pos(torch.arange(t - 1, -t, -1, device=dev), d)
+            p = pg[:, t - 1 - reach : t + reach]  # distances reach .. -reach
+        else:
+            p = self._pos(torch.arange(reach, -reach - 1, -1, device=dev), d)  # distances reach .. -reach
         # (q_i + v) . p, heads first so that p is shared without a copy: (H, B*T, dk) @ (H, dk, 2 reach + 1)
         bd = qv.transpose(0, 1).reshape(h, b * t, dk) @ p.transpose(1, 2)
         if reach < t - 1:
@@ -279,8 +284,7 @@ class RelPosMultiHeadAttention(nn.Module):
         # distances T-1 .. -(T-1) per row; the rel shift is then a view, [b, h, i, j] at distance i - j
         scores = qu @ k.transpose(-1, -2)  # (B, H, T, T)
         scores += _shifted(bd.view(h, b, t, 2 * t - 1), t, t, t - 1).transpose(0, 1)
-        if reach < t - 1 and self.g:  # global frame 0: its column and its row at every distance
-            pg = self._pos(torch.arange(t - 1, -t, -1, device=dev), d)  # distances T-1 .. -(T-1)
+        if glob:  # global frame 0: its column and its row at every distance
             scores[..., 0] = (qu * k[:, :, :1]).sum(-1) + (qv * pg[:, :t].flip(1)).sum(-1)  # distance i - 0
             row = qu[:, :, :1] @ k.transpose(-1, -2) + qv[:, :, :1] @ pg[:, t - 1 :].transpose(-1, -2)  # 0 - j
             scores[:, :, 0] = row[:, :, 0]
