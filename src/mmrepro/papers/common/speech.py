@@ -75,8 +75,8 @@ class SpeechConfig(TrainConfig):
     num_heads: int = Field(default=4, gt=0)
     subsampling_channels: int = Field(default=0, ge=0, description="0 = the paper's (d_model / 256)")
     conv_kernel: int = Field(default=0, ge=0, description="0 = the paper's (Conformer 32, Fast Conformer 9)")
-    subsampling_factor: int = Field(default=0, ge=0, description="0 = the paper's (Conformer 4, Fast Conformer 8); "
-                                                                  "Fast Conformer only, for ablations (4 = the Conformer's)")
+    subsampling_factor: Literal[0, 2, 4, 8, 16] = Field(
+        default=0, description="0 = the paper's (Conformer 4, Fast Conformer 8); Fast Conformer only, for ablations")
     pred_dim: int = Field(default=320, gt=0, description="transducer LSTM size for size=tiny")
     attention: Literal["rel_pos", "limited"] = "rel_pos"
     att_context: int = Field(default=128, ge=1)
