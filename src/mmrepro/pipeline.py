@@ -355,7 +355,6 @@ def evaluate(params: Params, name: str) -> dict:
     kept and the replay command."""
     sweep_leftovers(name)
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
-    paper.start_evaluation_helpers()
     info, data_fp = verified_inputs(name)
     built = paper.build(cfg, data_dir(name))
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())

@@ -7,9 +7,8 @@ and the metric files say so. pycocoevalcap's `Cider` is the coco-caption CIDEr-D
 penalty sigma=6, clipped n-gram counts), with document frequencies from the evaluated references.
 
 Java start-ups are the slow part on small test sets: METEOR's JVM loads its 60 MB paraphrase table when
-it starts (3-9 s on 2 cores), so one METEOR process serves every scored set of a process, and a caption
-paper's evaluate stage starts it (`start_meteor`) before it loads and runs its models, which then overlaps
-the load; references and predictions go through one PTB tokenizer run per scored set.
+it starts (3-9 s on 2 cores), so one METEOR process serves every scored set of a process, and references
+and predictions go through one PTB tokenizer run per scored set.
 
 SPICE needs Stanford CoreNLP 3.6.0 jars next to pycocoevalcap's spice jar. They cannot be downloaded
 at run time here, so SPICE is scored when the jars are present and otherwise reported as unavailable
@@ -133,8 +132,7 @@ _meteor_lock = threading.Lock()
 
 
 def start_meteor() -> Meteor:
-    """The process's METEOR scorer, started now if it is not running (its JVM loads the paraphrase table in
-    the background; `score_captions` then waits only for what is left of the load). Stopped at exit."""
+    """The process's METEOR scorer, started now if it is not running (or its JVM died). Stopped at exit."""
     global _meteor
     java_or_raise()
     with _meteor_lock:

@@ -247,11 +247,6 @@ class Paper(ABC):
         """Score the trained models on the test split(s); write predictions and other artifacts
         (sample predictions, per-example scores, images) into `out_dir`, which is logged to MLflow."""
 
-    def start_evaluation_helpers(self) -> None:
-        """Start what `evaluate` needs that is slow to start and runs beside Python (a JVM), so that its
-        start-up overlaps loading and running the models. The evaluate stage calls it first. Default: none."""
-        return None
-
     def departures(self, cfg: TrainConfig) -> list[str]:
         """Departures from the paper under `cfg` that change the published number (training data or
         pretraining the paper had and we do not, a different decoder, a missing pretrained encoder).

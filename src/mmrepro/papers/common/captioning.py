@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from mmrepro.data import karpathy_json, openclipart
 from mmrepro.data.caption_vocab import CaptionVocab, tokenize
 from mmrepro.data.shapes_scenes import ShapesScenesConfig, Split, generate_split, read_split, write_split
-from mmrepro.metrics.captions import CaptionScores, evaluate_captions, start_meteor
+from mmrepro.metrics.captions import CaptionScores, evaluate_captions
 from mmrepro.datasets import DatasetError, DatasetSettings
 from mmrepro.models.image_encoder import ImageEncoderConfig
 from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant, iter_minibatches
@@ -241,9 +241,6 @@ class CaptionPaper(Paper):
 
     def external_paths(self, cfg: CaptionDataConfig) -> list[Path]:
         return [] if cfg.dataset == SYNTHETIC else karpathy_paths(cfg, self.datasets)
-
-    def start_evaluation_helpers(self) -> None:
-        start_meteor()  # its JVM loads the paraphrase table (seconds) while the models load and decode
 
     def caption_split(self, data_dir: Path, split: str) -> tuple[torch.Tensor, list[list[str]]]:
         """One prepared split: (images as the model takes them, reference captions per image)."""
