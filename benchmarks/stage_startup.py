@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("locate", "prepare", "train", "evaluate")
+STAGES = ("prepare", "train", "evaluate")
 PAPERS = ("starcapnet", "conformer", "fast_conformer", "sympow", "vqvae", "vsr_conformer", "geocapnet",
           "attention_captioner", "karpathy_alignment")
 HEAVY = ("mlflow", "torchvision", "matplotlib", "dvc", "pycocoevalcap", "pandas", "skimage", "scipy", "jiwer",

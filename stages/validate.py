@@ -1,13 +1,17 @@
-"""DVC stage `validate`: check params.yaml and the recipes in configs/ before any other stage runs, and resolve
-each selected paper's config. Usage: python stages/validate.py
+"""DVC stage `validate`: check params.yaml and the recipes in configs/ before any other stage runs, resolve
+each selected paper's config and fingerprint the external datasets it reads. Usage: python stages/validate.py
 
 Writes data/config/<paper>.json: the paper's config for the active profile (its recipe with params.yaml's
 overrides, defaults filled in by the paper's schema). That paper's stages depend on this file, so DVC reruns
 them exactly when their resolved config changes (not when another profile's recipe does), and a bad file stops
 `dvc repro` here (one line, exit 2) before any stage has removed its outputs (a report, trained models).
 
-It also closes as FAILED the MLflow runs that crashed stages left RUNNING: after a params change DVC may
-restore the train and evaluate stages from its run-cache, and then no stage of that paper runs to do it."""
+DVC runs it on every `dvc repro` (always_changed): it writes data/external/<paper>.json, a stat record of the
+external dataset files each paper reads (mmrepro.pipeline.locate), so that a changed copy reruns that paper's
+prepare; it removes the `.tmp` leftovers of killed stages, also of those DVC then restores from its run-cache;
+and it closes as FAILED the MLflow runs that crashed stages left RUNNING (after a params change DVC may
+restore the train and evaluate stages from its run-cache, and then no stage of that paper runs to do it).
+One process for all papers: a stage process costs seconds of imports, a stat walk does not."""
 
 import json
 import sys
@@ -27,6 +31,10 @@ def validate(params, args) -> None:
         for name in selected_papers(params):
             resolved = {"paper": name, "profile": params.profile, "config": paper_config(params, name).model_dump(mode="json")}
             (out / f"{name}.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+    from mmrepro.pipeline import locate
+
+    for name in selected_papers(params):
+        locate(params, name)
     from mmrepro.publish import close_runs_of_crashed_stages
 
     close_runs_of_crashed_stages(params)

@@ -22,7 +22,7 @@ from mmrepro.config import load_params
 from mmrepro.data import openclipart
 from mmrepro.data.rejects import collecting
 
-from .conftest import REPO, committed_params, committed_text, copy_repo, stage_env
+from .conftest import REPO, VENV_BIN, committed_params, committed_text, copy_repo, stage_env
 from .dataset_fixtures import make_librispeech
 from .test_captioning_openclipart import _svg
 
@@ -34,7 +34,8 @@ CONFIG = {"dataset": "librispeech", "train_subsets": ["train-clean-100"], "varia
 
 
 def _stage(repo: Path, stage: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, f"stages/{stage}.py", PAPER], cwd=repo, capture_output=True, text=True,
+    paper = [] if stage == "validate" else [PAPER]
+    return subprocess.run([sys.executable, f"stages/{stage}.py", *paper], cwd=repo, capture_output=True, text=True,
                           timeout=600, env=stage_env(OMP_NUM_THREADS="1", PYTHONPATH=str(repo / "src")))
 
 
@@ -54,7 +55,7 @@ def repo(tmp_path_factory) -> tuple[Path, Path]:
     params["train"]["loader_workers"] = 1  # FLACs decoded in a DataLoader worker, as on a GPU box
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "commit", "-qam", "smoke conformer on LibriSpeech"], cwd=root, check=True, env=stage_env())
-    for stage in ("locate", "prepare", "train", "evaluate"):
+    for stage in ("validate", "prepare", "train", "evaluate"):
         _ok(_stage(root, stage))
     yield root, datasets
     shutil.rmtree(root, ignore_errors=True)
@@ -113,6 +114,29 @@ def test_a_truncated_flac_decoded_in_a_dataloader_worker_ends_train_with_one_lin
     victim = datasets / "LibriSpeech/train-clean-100/100/5000/100-5000-0000.flac"
     shutil.rmtree(root / "checkpoints")  # else the finished checkpoint resumes and nothing is decoded
     _assert_stage_names_the_flac(root, "train", victim, victim.read_bytes()[: victim.stat().st_size // 2])
+
+
+def test_a_touched_dataset_file_reruns_prepare_through_dvc_and_nothing_else_does(repo):
+    """`validate` (DVC runs it every time) writes the stat record of the LibriSpeech files into
+    data/external/conformer.json, a dependency of prepare: an unchanged copy reruns nothing after validate,
+    a file with a new mtime reruns prepare."""
+    import os
+
+    root, datasets = repo
+
+    def stages_run() -> list[str]:
+        proc = subprocess.run([str(VENV_BIN / "dvc"), "repro", f"prepare@{PAPER}"], cwd=root, capture_output=True,
+                              text=True, timeout=600, env=stage_env(OMP_NUM_THREADS="1"))
+        return [line.split("'")[1] for line in _ok(proc).splitlines() if line.startswith("Running stage")]
+
+    assert stages_run() == ["validate", f"prepare@{PAPER}"]  # the first `dvc repro` here: nothing in dvc.lock
+    assert stages_run() == ["validate"]
+    record = json.loads((root / "data/external" / f"{PAPER}.json").read_text())
+    assert record["files"]["LibriSpeech/test-clean"]["files"] == 3 + 2  # 3 FLACs, a trans.txt for each of 2 chapters
+    victim = sorted((datasets / "LibriSpeech/test-clean").rglob("*.flac"))[0]
+    st = victim.stat()
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert stages_run() == ["validate", f"prepare@{PAPER}"]
 
 
 def test_inputs_skipped_on_purpose_are_listed_with_their_reason(tmp_path):

@@ -28,7 +28,7 @@ from mmrepro.pipeline import verified_inputs
 from mmrepro.provenance import DataIntegrityError
 from mmrepro.publish import publish_evaluation
 
-from .conftest import REPO, VENV_BIN, copy_repo, free_port, stage_env, wait_for_port
+from .conftest import REPO, VENV_BIN, copy_repo, free_port, stage_env, stderr_lines, wait_for_port
 
 pytestmark = pytest.mark.slow
 PAPER = "starcapnet"
@@ -182,7 +182,7 @@ def test_corrupted_and_truncated_prepared_files_stop_with_one_line(repo, tmp_pat
         images.write_bytes(bytes(raw))
         proc = _stage(repo, "evaluate")
         assert proc.returncode == 1
-        assert proc.stderr.strip().splitlines() == [
+        assert stderr_lines(proc) == [
             f"data: data/{PAPER}/test.npz: content differs from the prepare manifest (corrupted or edited after "
             f"prepare); rerun prepare: dvc repro -f prepare@{PAPER}"]
         shutil.copy2(backup / "test.npz", images)
@@ -354,7 +354,7 @@ def test_tracking_server_lost_mid_training_then_rerun_loses_no_metric_point(repo
 
 def test_killed_stage_leaves_no_tmp_when_dvc_restores_it_from_the_run_cache(repo):
     """A train stage SIGKILLed mid-epoch leaves its atomic-write temporaries; then `dvc repro` restores the
-    stage from DVC's run-cache, so it never runs: locate (always run first) removes them."""
+    stage from DVC's run-cache, so it never runs: validate (always run first) removes them."""
     _set_config(repo)
     subprocess.run(["git", "commit", "-qam", "before the run-cache test"], cwd=repo, env=stage_env())
     dvc = [str(VENV_BIN / "dvc"), "repro", f"train@{PAPER}"]

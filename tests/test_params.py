@@ -13,7 +13,7 @@ import yaml
 
 from mmrepro.config import ParamsError, load_params, paper_config, validate_params
 
-from .conftest import REPO, committed_params, committed_recipes, stage_env
+from .conftest import REPO, committed_params, committed_recipes, stage_env, stderr_lines
 
 GOOD = committed_params()
 RECIPES = committed_recipes()
@@ -108,7 +108,7 @@ def test_stage_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
     assert proc.returncode == 2
     expected = {"negative learning rate": "configs/starcapnet.yaml: smoke.lr: Input should be greater than 0 (got -0.1)",
                 "bad override value": "params.yaml: papers.starcapnet.lr: Input should be greater than 0 (got -1)"}
-    assert proc.stderr.strip().splitlines() == [expected[case]]
+    assert stderr_lines(proc) == [expected[case]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "params.yaml"]
 
 
@@ -117,7 +117,7 @@ def test_stage_rejects_a_paper_not_in_params(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "stages/train.py"), "nopaper"], cwd=tmp_path,
                           capture_output=True, text=True, env=stage_env())
     assert proc.returncode == 2
-    assert proc.stderr.startswith("params.yaml: nopaper: unknown paper (known: ")
+    assert stderr_lines(proc)[0].startswith("params.yaml: nopaper: unknown paper (known: ")
     assert not Path(tmp_path / "artifacts").exists()
 
 

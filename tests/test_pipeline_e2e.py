@@ -100,22 +100,22 @@ def listing_of(client: MlflowClient, run_id: str, path: str | None = None) -> li
 
 def test_second_repro_reruns_nothing_and_params_are_per_paper_and_profile(repo):
     out = _run([str(VENV_BIN / "dvc"), "repro"], repo)
-    # only the locate stage runs (always: it stats the external dataset); its record is unchanged, so
-    # nothing after it reruns
+    # only validate runs (always: it stats the external dataset); its outputs are unchanged, so nothing
+    # after it reruns
     ran = [line for line in out.splitlines() if line.startswith("Running stage")]
-    assert ran == [f"Running stage 'locate@{PAPER}':"], out
+    assert ran == ["Running stage 'validate':"], out
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"][f"train@{PAPER}"]["params"]["params.yaml"]) == {"profile", "seeds", "train"}
     assert f"data/config/{PAPER}.json" in [d["path"] for d in lock["stages"][f"train@{PAPER}"]["deps"]]
     metrics = _run([str(VENV_BIN / "dvc"), "metrics", "show", "--json"], repo)
     assert f"reports/metrics/{PAPER}.json" in metrics
-    # an edit to another profile's recipe leaves every stage up to date (locate is always run; validate checks
-    # any edit of configs/; the paper's resolved smoke config, data/config/<paper>.json, is unchanged)
+    # an edit to another profile's recipe leaves every stage but validate up to date (validate is always run
+    # and checks any edit of configs/; the paper's resolved smoke config, data/config/<paper>.json, is unchanged)
     recipes = yaml.safe_load((repo / "configs" / f"{PAPER}.yaml").read_text())
     recipes["full"]["epochs"] = 99
     (repo / "configs" / f"{PAPER}.yaml").write_text(yaml.safe_dump(recipes, sort_keys=False))
     status = _run([str(VENV_BIN / "dvc"), "status", "--json"], repo)
-    assert sorted(json.loads(status.strip().splitlines()[-1])) == [f"locate@{PAPER}", "validate"]
+    assert sorted(json.loads(status.strip().splitlines()[-1])) == ["validate"]
 
 
 def test_smoke_wall_time_is_recorded(repo):

@@ -198,9 +198,9 @@ def test_push_then_fresh_clone_pulls_and_reruns_nothing(repo, s3, tmp_path):
     _dvc("pull", cwd=clone, **S3_ENV)
     out = _dvc("repro", cwd=clone)  # no tracking URI: a stage that ran would log to a new store
     ran = [line for line in out.splitlines() if line.startswith("Running stage")]
-    assert ran == [f"Running stage 'locate@{PAPER}':"], out  # locate always runs; its record is unchanged
+    assert ran == ["Running stage 'validate':"], out  # validate always runs; its outputs are unchanged
     status = json.loads(_dvc("status", "--json", cwd=clone).strip().splitlines()[-1])
-    assert list(status) == [f"locate@{PAPER}"]  # always_changed, nothing else
+    assert list(status) == ["validate"]  # always_changed, nothing else
     assert not (clone / "mlflow.db").exists()
     for path in ("reports/comparison.csv", "reports/comparison.md", "reports/comparison.html",
                  f"reports/metrics/{PAPER}.json", f"artifacts/{PAPER}/seed0/softmax.pt"):

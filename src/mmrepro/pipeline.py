@@ -1,7 +1,7 @@
 """The bodies of the per-paper DVC stages: prepare, train, evaluate.
 
 Paths (all relative to the repo root, which is DVC's working directory):
-    data/external/<paper>.json    locate: fingerprint of the external dataset files the paper reads
+    data/external/<paper>.json    validate (locate): fingerprint of the external dataset files the paper reads
     data/<paper>/                 prepare: the prepared dataset + info.json + manifest.json (verified on read)
     artifacts/<paper>/            train: seed<k>/<variant>.pt (state dicts), runs.json (MLflow run ids)
     checkpoints/<paper>/          train: per-epoch checkpoints for resume (persisted across runs) and
@@ -87,8 +87,8 @@ def external_record(name: str) -> Path:
 
 def sweep_leftovers(name: str) -> None:
     """Remove the `.tmp` leftovers of this paper's killed stages (see mmrepro.fileio.sweep_tmp). Called by
-    locate, which DVC always runs first (always_changed), even when it then restores the paper's other
-    stages from its run-cache, and by each stage of the paper at its start."""
+    locate, which the validate stage runs on every `dvc repro` (always_changed), even when DVC then restores
+    the paper's other stages from its run-cache, and by each stage of the paper at its start."""
     tmp = [p.with_name(p.name + ".tmp") for p in (data_dir(name), artifacts_dir(name), plots_dir(name), eval_dir(name),
                                                   provenance_path(name), metrics_path(name), external_record(name))]
     for stale in sweep_tmp(*tmp, Path("checkpoints") / name):
@@ -97,9 +97,9 @@ def sweep_leftovers(name: str) -> None:
 
 def locate(params: Params, name: str) -> dict:
     """Fingerprint (relative path, size, mtime_ns of every file; nothing opened) the external dataset
-    files the paper reads under the active profile into data/external/<paper>.json. The file is
-    byte-identical when nothing changed, so DVC reruns prepare only after a change of the external copy;
-    a profile that reads no external data writes a constant record."""
+    files the paper reads under the active profile into data/external/<paper>.json (run by the validate
+    stage for every selected paper). The file is byte-identical when nothing changed, so DVC reruns prepare
+    only after a change of the external copy; a profile that reads no external data writes a constant record."""
     sweep_leftovers(name)
     settings = dataset_settings(params)
     paper, cfg = get_paper(name, settings), paper_config(params, name)
