@@ -3,12 +3,14 @@
     python benchmarks/robustness.py --papers conformer --seeds 0 1 2 --threads 1 2
     python benchmarks/robustness.py --papers starcapnet --seeds 0 1 --threads 1 --cores 2
 
-Each (thread count, training seed) is one run: a clone of this checkout's HEAD at start (`--workdir/t<t>-s<seed>`, the
-venv linked) runs `dvc repro` of the papers on the cpu profile with `seeds: [<seed>]` (the data seed stays 0)
-under OMP_NUM_THREADS=<t>, which changes floating-point reduction order and so the numbers. Runs start while
-their threads fit the free cores (`--cores`, default all): two 1-thread runs go side by side, a 2-thread run
-alone on 2 cores, so no run oversubscribes the machine. The clones share one DVC cache, so a stage that does
-not depend on the seed (prepare) runs once and the other clones restore it from DVC's run-cache. A clone that
+Each (thread count, training seed) is one run: a clone of `--commit` (default: this checkout's HEAD at start;
+`--workdir/t<t>-s<seed>`, the venv linked) runs `dvc repro` of the papers on the cpu profile with `seeds: [<seed>]`
+(the data seed stays 0) under OMP_NUM_THREADS=<t>, which changes floating-point reduction order and so the
+numbers. Runs start while their threads fit the free cores (`--cores`, default all): two 1-thread runs go side by
+side, a 2-thread run alone on 2 cores, so no run oversubscribes the machine. The clones of one thread count share
+a DVC cache, so prepare (the same for every seed) runs once and the other clones restore it from DVC's run-cache;
+each thread count has its own cache, because the run-cache does not see OMP_NUM_THREADS and would hand a 2-thread
+run the 1-thread run of the same seed. A clone that
 exists is reused: `dvc repro` then reruns only what is missing, so a killed run resumes. Printed per paper:
 each headline metric per (threads, seed), mean +- std per thread count and over all runs, and for a metric
 with a stated cpu target whether it holds in every run and on each thread count's mean ("a target met only
@@ -57,8 +59,10 @@ def run_clone(workdir: Path, threads: int, seed: int, papers: list[str], profile
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         subprocess.run(["git", "checkout", "-q", head], cwd=clone, check=True)
         (clone / ".venv").symlink_to(ROOT / ".venv")
-        subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "cache", "dir", "--local", str(workdir / "dvc-cache")],
-                       cwd=clone, check=True)
+        # one DVC cache per thread count: DVC's run-cache keys a stage on its deps and params, not on the
+        # environment, so a run at 2 threads would otherwise restore the 1-thread run of the same seed
+        subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "cache", "dir", "--local",
+                        str(workdir / f"dvc-cache-t{threads}")], cwd=clone, check=True)
     have = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True).stdout
     if have.strip() != head:
         raise SystemExit(f"{clone} is at {have.strip()[:12]}, the grid at {head[:12]}: remove it or use another --workdir")
@@ -138,11 +142,13 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu"], help="smoke: try the script in seconds")
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)), help="cores the runs may share")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/mmrepro-robustness"))
+    ap.add_argument("--commit", default="HEAD", help="the commit every run checks out (resume a grid at its commit)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "robustness.json")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     # every run at the commit checked out now, even when the checkout moves on while the grid runs
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", args.commit], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
     cores = Cores(args.cores)
     units = sorted(((t, s) for t in args.threads for s in args.seeds), key=lambda u: u[0])  # narrow runs pair up
     with ThreadPoolExecutor(len(units)) as pool:

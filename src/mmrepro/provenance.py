@@ -118,7 +118,10 @@ def verify_data(root: Path, paper: str) -> str:
         fresh[rel] = key
     if fresh != cache:
         CACHE.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cache_path, fresh)
+        # the ranks of a torchrun stage verify at once: each writes its own temp file, then renames it
+        tmp = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(fresh, indent=2) + "\n")
+        os.replace(tmp, cache_path)
     return _fingerprint({rel: e for rel, e in expected.items() if rel != "info.json"})
 
 
