@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,31 @@ def test_cpu_budget_is_the_affinity_mask_capped_by_the_cgroup_quota(tmp_path):
     quota.write_text(f"{100000 * (cores + 4)} 100000\n")  # a quota above the mask: the mask decides
     assert cpu_budget(quota) == cores
     assert cpu_budget(tmp_path / "missing") == cores
+
+
+def test_logging_a_model_checks_only_its_pinned_packages_and_puts_mlflows_package_map_back(tmp_path, monkeypatch):
+    """log_trained_model must not scan every installed distribution (1.5 s of each train stage): the scan is
+    counted here (MLflow swallows errors in its requirement check, so a raising stand-in would prove nothing).
+    The logged model still pins torch and mlflow, and MLflow's own map is left unset, so that a later
+    inference in the process scans as MLflow intends."""
+    import mlflow
+    import torch
+    from mlflow.utils import requirements_utils
+
+    from mmrepro.tracking import log_trained_model
+
+    scans = []
+    real_scan = requirements_utils.importlib_metadata.packages_distributions
+    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions",
+                        lambda: scans.append(1) or real_scan())
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("startup")
+    with mlflow.start_run():
+        uri = log_trained_model(torch.nn.Linear(3, 2), "main-seed0")
+    requirements = (Path(mlflow.artifacts.download_artifacts(uri)) / "requirements.txt").read_text().split()
+    assert requirements == [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
+    assert scans == []
+    assert requirements_utils._MODULES_TO_PACKAGES is None and requirements_utils._PACKAGES_TO_MODULES is None
+    requirements_utils._init_modules_to_packages_map()
+    assert scans == [1] and "torchvision" in requirements_utils._MODULES_TO_PACKAGES

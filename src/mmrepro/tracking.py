@@ -214,11 +214,36 @@ def log_trained_model(model, name: str) -> str:
     level = pytorch_logger.level
     pytorch_logger.setLevel(logging.ERROR)  # its pickle warning on every run: the choice is deliberate (above)
     try:
-        info = mlflow.pytorch.log_model(model.to("cpu"), name=name, serialization_format="pickle",
-                                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        with _only_pinned_packages_checked(("torch", "mlflow")):
+            info = mlflow.pytorch.log_model(model.to("cpu"), name=name, serialization_format="pickle",
+                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     finally:
         pytorch_logger.setLevel(level)
     return info.model_uri
+
+
+@contextmanager
+def _only_pinned_packages_checked(packages: tuple[str, ...]) -> Iterator[None]:
+    """MLflow checks a logged model's requirements against the installed versions through a module ->
+    package map of every installed distribution (importlib.metadata.packages_distributions(): 1.5 s of
+    every train stage, a third of a smoke train stage's own work). Our requirements are given, not
+    inferred, and name only `packages`, so the map needs only them: it is seeded for the call and put back
+    after it (MLflow's inference of other models' requirements in this process still sees every package).
+    A private MLflow global: where an MLflow release renames it, this does nothing and MLflow scans."""
+    try:
+        from mlflow.utils import requirements_utils
+    except ImportError:  # pragma: no cover - an MLflow without the module: nothing to seed
+        yield
+        return
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ()) is not None:  # renamed, or already scanned
+        yield
+        return
+    requirements_utils._MODULES_TO_PACKAGES = {package: [package] for package in packages}
+    try:
+        yield
+    finally:
+        requirements_utils._MODULES_TO_PACKAGES = None
+        requirements_utils._PACKAGES_TO_MODULES = None
 
 
 def link_runs(runs: Mapping[str, Mapping[str, str]]) -> None:
