@@ -213,22 +213,24 @@ def log_trained_model(model, name: str) -> str:
     pytorch_logger = logging.getLogger("mlflow.pytorch")
     level = pytorch_logger.level
     pytorch_logger.setLevel(logging.ERROR)  # its pickle warning on every run: the choice is deliberate (above)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}"]
     try:
-        with _only_pinned_packages_checked(("torch", "mlflow")):
+        with _only_pinned_packages_checked(requirements):
             info = mlflow.pytorch.log_model(model.to("cpu"), name=name, serialization_format="pickle",
-                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                                            pip_requirements=requirements)
     finally:
         pytorch_logger.setLevel(level)
     return info.model_uri
 
 
 @contextmanager
-def _only_pinned_packages_checked(packages: tuple[str, ...]) -> Iterator[None]:
+def _only_pinned_packages_checked(requirements: list[str]) -> Iterator[None]:
     """MLflow checks a logged model's requirements against the installed versions through a module ->
     package map of every installed distribution (importlib.metadata.packages_distributions(): 1.5 s of
     every train stage, a third of a smoke train stage's own work). Our requirements are given, not
-    inferred, and name only `packages`, so the map needs only them: it is seeded for the call and put back
-    after it (MLflow's inference of other models' requirements in this process still sees every package).
+    inferred (`name==version` pins, to which MLflow adds its own), so the map needs only their packages: it
+    is seeded for the call and put back after it (MLflow's inference of other models' requirements in this
+    process still sees every package).
     A private MLflow global: where an MLflow release renames it, this does nothing and MLflow scans."""
     try:
         from mlflow.utils import requirements_utils
@@ -238,6 +240,7 @@ def _only_pinned_packages_checked(packages: tuple[str, ...]) -> Iterator[None]:
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ()) is not None:  # renamed, or already scanned
         yield
         return
+    packages = {pin.split("==")[0] for pin in requirements} | {"mlflow"}
     requirements_utils._MODULES_TO_PACKAGES = {package: [package] for package in packages}
     try:
         yield
