@@ -9,13 +9,17 @@ recipe on a handful of examples is never a replication.
 Departures from the shipped full profile, each a recipe difference the report must name:
   max_steps: 1               one optimizer step per model (the point of a rehearsal)
   pretrained_path: null      no 0.5 GB of ImageNet weights in a test (the loading path has its own test)
-  sympow context 256         one step at 4096 tokens x 4 variants of a 124M model takes CPU minutes each;
-                             the architecture (12 layers, d 768, 12 heads) is unchanged
+  sympow context 64,         one step at 4096 tokens x 4 variants of a 124M model takes CPU minutes each,
+  eval_windows 2             and so does every held-out window and recurrent step: at context 256 and 4
+                             windows the evaluate stage alone took 10 CPU minutes; the architecture
+                             (12 layers, d 768, 12 heads) is unchanged
   starcapnet, geocapnet      256 synthetic training images, not 100k (~10 minutes of drawing); these two
   n_train/n_val/n_test       notebooks have no published numbers to compare with
   vsr_conformer variants:    the paper's LP model only: each 411M-parameter variant leaves ~8 GB of
   [lp]                       checkpoint (weights + Adam), weights and MLflow copy on disk
   vqvae n_generate: 16       1000 caption-to-image samples from the 8-layer prior take >10 CPU minutes
+  vqvae n_train/n_val/n_test 512/64/64 captioned shapes, not 50000/1000/5000: drawing them took 50 s and
+                             scoring the prior on 5000 test images 160 s (CIFAR-10 is the fixture's)
 Disk: the papers run one `dvc repro evaluate@<paper>` at a time, and each paper's checkpoints, MLflow
 artifacts and DVC cache are deleted before the next (a full-size run writes ~6x its weights; all nine at
 once would need ~40 GB); the report stage then runs alone (`dvc repro --single-item report`).
@@ -41,11 +45,11 @@ REHEARSAL = {"max_steps": 1}
 EXTRA = {
     "attention_captioner": {"pretrained_path": None},
     "karpathy_alignment": {"pretrained_path": None},
-    "sympow": {"context": 256, "eval_windows": 4, "val_windows": 2},
+    "sympow": {"context": 64, "eval_windows": 2, "val_windows": 2},
     "starcapnet": {"n_train": 256, "n_val": 32, "n_test": 32},
     "geocapnet": {"n_train": 256, "n_val": 32, "n_test": 32},
     "vsr_conformer": {"variants": ["lp"]},
-    "vqvae": {"n_generate": 16},
+    "vqvae": {"n_train": 512, "n_val": 64, "n_test": 64, "n_generate": 16},
 }
 HEAVY = ("checkpoints", "mlartifacts", ".dvc/cache")  # what a full-size model leaves behind
 
