@@ -7,6 +7,13 @@ VQ-VAE codes follows van den Oord et al. 2017 section 3.3 (there a PixelCNN; her
 The sequence is [caption tokens (L)] [BOS] [code_1 ... code_{N-1}] with causal attention; the
 model predicts code_1 ... code_N (raster order of the H' x W' grid). Only image positions carry
 the loss; captions are conditioning.
+
+Classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance"; used with autoregressive
+image-token transformers by Gafni et al. 2022, Make-A-Scene, and Yu et al. 2022, Parti): training replaces
+a fraction `cond_dropout` of the captions by the null caption (all padding), so that one model learns both
+p(codes | caption) and p(codes); sampling with `guidance` g > 1 draws each code from
+softmax(l_null + g (l_caption - l_null)), which pushes the image towards what the caption, and not the
+data's average, asks for.
 """
 
 from __future__ import annotations
@@ -31,18 +38,24 @@ class CodePriorConfig:
     n_head: int = 4  # attention heads
     mlp_ratio: int = 4  # MLP hidden = mlp_ratio * d_model
     dropout: float = 0.0  # dropout in attention and MLP
+    cond_dropout: float = 0.0  # training: chance of an example's caption being replaced by the null caption
 
     def __post_init__(self) -> None:
         for name in ("text_vocab", "text_len", "codebook_size", "n_codes", "d_model", "n_layer", "n_head"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
 
 
 class CodePrior(nn.Module):
     """forward(text (B, L) long, codes (B, N) long) -> logits (B, N, K) for every code position.
-    loss(text, codes) -> mean cross-entropy in nats per code. sample(text) -> codes (B, N)."""
+    loss(text, codes) -> mean cross-entropy in nats per code (in training mode, a `cond_dropout` share of the
+    captions is nulled). sample(text, guidance=g) -> codes (B, N)."""
+
+    NULL_TOKEN = 0  # the padding id: a caption of nothing but padding is the null caption
 
     def __init__(self, cfg: CodePriorConfig) -> None:
         super().__init__()
@@ -80,22 +93,35 @@ class CodePrior(nn.Module):
         return self.head(h[:, self.cfg.text_len :])
 
     def loss(self, text: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        if self.training and self.cfg.cond_dropout > 0:
+            drop = torch.rand(text.shape[0], device=text.device) < self.cfg.cond_dropout
+            text = text.masked_fill(drop[:, None], self.NULL_TOKEN)
         logits = self(text, codes)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), codes.reshape(-1))
 
     @torch.no_grad()
     def sample(
         self, text: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, guidance: float = 1.0,
     ) -> torch.Tensor:
-        """Ancestral sampling of N codes per caption -> (B, N) long."""
+        """Ancestral sampling of N codes per caption -> (B, N) long. guidance 1: p(codes | caption) as
+        trained; g != 1: classifier-free guidance against the null caption (module doc), which needs a
+        prior trained with cond_dropout > 0."""
         b = text.shape[0]
-        codes = text.new_full((b, 1), self.bos)
+        guided = guidance != 1.0
+        if guided:  # one batch: the captions, then as many null captions
+            text = torch.cat([text, torch.full_like(text, self.NULL_TOKEN)])
+        codes = text.new_full((text.shape[0], 1), self.bos)
         for _ in range(self.cfg.n_codes):
-            logits = self.head(self._hidden(text, codes)[:, -1]) / max(temperature, 1e-6)
+            logits = self.head(self._hidden(text, codes)[:, -1])
+            if guided:
+                cond, null = logits[:b], logits[b:]
+                logits = null + guidance * (cond - null)
+            logits = logits / max(temperature, 1e-6)
             if top_k is not None:
                 kth = logits.topk(top_k, -1).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
             probs = torch.softmax(logits.float(), -1)
-            codes = torch.cat([codes, torch.multinomial(probs, 1, generator=generator)], 1)
-        return codes[:, 1:]
+            drawn = torch.multinomial(probs, 1, generator=generator)
+            codes = torch.cat([codes, drawn.repeat(2, 1) if guided else drawn], 1)
+        return codes[:b, 1:]

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmrepro.data import captioned_shapes as shapes_data
 from mmrepro.data import cifar10, photo_patches
@@ -67,12 +67,23 @@ class Config(TrainConfig):
     prior_d_model: int = Field(default=128, gt=0)
     prior_layers: int = Field(default=3, gt=0)
     prior_heads: int = Field(default=4, gt=0)
+    cond_dropout: float = Field(default=0.0, ge=0, lt=1, description="text2image: share of training captions "
+                                "replaced by the null caption (needed for guidance)")
     t2i_batches_per_epoch: int = Field(default=200, gt=0)
     classifier_batches_per_epoch: int = Field(default=60, gt=0)
     n_generate: int = Field(default=200, gt=0, description="held-out captions to generate images for")
     temperature: float = Field(default=1.0, gt=0)
     top_k: int | None = Field(default=None, gt=0)
+    guidance: float = Field(default=1.0, ge=1, description="classifier-free guidance scale (1: none; > 1 needs "
+                            "cond_dropout > 0)")
     n_grid: int = Field(default=32, gt=0, description="images per saved grid")
+
+    @model_validator(mode="after")
+    def _guidance_needs_null_captions(self) -> Config:
+        if self.guidance != 1.0 and self.cond_dropout == 0.0:
+            raise ValueError(f"guidance {self.guidance} needs cond_dropout > 0: the prior must be trained on null "
+                             "captions to give the unconditional logits that guidance pushes away from")
+        return self
 
 
 def _vq_config(cfg: Config, n_downsample: int) -> VQVAEConfig:
@@ -98,8 +109,8 @@ class TextToImage(torch.nn.Module):
 
     @torch.no_grad()
     def generate(self, text: torch.Tensor, grid: tuple[int, int], temperature: float, top_k: int | None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        codes = self.prior.sample(text, temperature, top_k, generator).view(len(text), *grid)
+                 generator: torch.Generator | None = None, guidance: float = 1.0) -> torch.Tensor:
+        codes = self.prior.sample(text, temperature, top_k, generator, guidance).view(len(text), *grid)
         return self.vqvae.decode(codes).clamp(0, 1)
 
 
@@ -252,7 +263,7 @@ class VQVAEPaper(Paper):
             prior = CodePrior(CodePriorConfig(text_vocab=len(shapes_data.CaptionTokenizer()), text_len=TEXT_LEN,
                                               codebook_size=cfg.codebook_size, n_codes=h * w,
                                               d_model=cfg.prior_d_model, n_layer=cfg.prior_layers,
-                                              n_head=cfg.prior_heads))
+                                              n_head=cfg.prior_heads, cond_dropout=cfg.cond_dropout))
             return TextToImage(VQVAE(_vq_config(cfg, cfg.t2i_n_downsample)), prior, cfg.vq_steps)
 
         def validate(model: TextToImage) -> dict[str, float]:
@@ -353,12 +364,14 @@ class VQVAEPaper(Paper):
         # generation from held-out captions
         n = min(cfg.n_generate, len(x))
         g = torch.Generator(device=device).manual_seed(seed)
-        gen = torch.cat([t2i.generate(text[i : min(i + 100, n)], self._grid(cfg), cfg.temperature, cfg.top_k, g)
+        gen = torch.cat([t2i.generate(text[i : min(i + 100, n)], self._grid(cfg), cfg.temperature, cfg.top_k, g,
+                                      cfg.guidance)
                          for i in range(0, n, 100)])
         read = {k: v.argmax(1).cpu() for k, v in clf(gen).items()}
         correct = {k: read[k] == labels[k][:n] for k in labels}
         all_ok = torch.stack(list(correct.values())).all(0)
-        decoding = {"sampling": f"temperature {cfg.temperature}, top_k {cfg.top_k}", "judge": "AttributeClassifier",
+        decoding = {"sampling": f"temperature {cfg.temperature}, top_k {cfg.top_k}, guidance {cfg.guidance}",
+                    "judge": "AttributeClassifier",
                     "captions": "test split (unseen images)"}
         for subset, mask in (("all", torch.ones(n, dtype=torch.bool)), ("seen_pairs", ~heldout[:n]),
                              ("heldout_pairs", heldout[:n])):
