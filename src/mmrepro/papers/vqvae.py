@@ -7,7 +7,9 @@ Three variants, trained in order by the one training loop:
   mmrepro.metrics.reconstruction) and codebook perplexity; reconstruction grids saved as PNG.
 - `text2image`: a VQ-VAE on captioned shapes, then a transformer prior over its code grid
   conditioned on the caption tokens; two phases inside one model (`vq_steps` VQ-VAE steps, then the
-  prior on the frozen VQ-VAE's codes), as DALL·E trains its dVAE before its transformer.
+  prior on the frozen VQ-VAE's codes), as DALL·E trains its dVAE before its transformer. With
+  `cond_dropout` > 0 the prior also learns from null captions, and sampling with `guidance` > 1 uses
+  classifier-free guidance (mmrepro.models.code_prior; the cpu profile: 0.1 and 1.5).
 - `classifier`: an attribute classifier trained on real shapes images of *all* (shape, colour)
   pairs (its own "judge" split), the judge of generation:
   for each held-out caption one image is sampled and the classifier's reading of shape, colour, size
