@@ -38,6 +38,10 @@ def test_vqvae_paper_smoke(tmp_path):
     info = paper.prepare(cfg, data, seed=0)
     assert info.splits["shapes_train"] == 32 and len(info.details["heldout_pairs"]) == 6
     built = paper.build(cfg, data)
+    # the judge is one instrument for every run: it trains with seed 0 whatever the run's seed; the models it judges
+    # train with the run's seed
+    assert {v.name: (v.training_seed(0), v.training_seed(2)) for v in built.variants} == {
+        "recon": (0, 2), "text2image": (0, 2), "classifier": (0, 0)}
     models = {v.name: _train(v, steps=3) for v in built.variants}
     assert int(models["text2image"].steps_done) == 3  # 1 VQ-VAE step, then 2 prior steps
     out = tmp_path / "out"
@@ -50,6 +54,9 @@ def test_vqvae_paper_smoke(tmp_path):
     assert 1.0 <= got[("recon", "codebook_perplexity")].value <= 16
     assert 0.0 <= got[("text2image", "gen_acc_shape")].value <= 1.0
     assert got[("text2image", "gen_acc_shape")].n_samples == 6
+    for k in ("shape", "colour"):  # the judge on the VQ-VAE's reconstructions of all 12 real test images
+        check = got[("classifier", f"classifier_acc_vqvae_recon_{k}")]
+        assert check.n_samples == 12 and 0.0 <= check.value <= 1.0 and abs(check.value * 12 - round(check.value * 12)) < 1e-4
     for name in ("reconstructions_recon.png", "reconstructions_shapes.png", "generated_from_heldout_captions.png",
                  "generations.tsv"):
         assert (out / name).stat().st_size > 0

@@ -228,7 +228,7 @@ def _train_follower(params: Params, name: str, world: World) -> None:
     for seed in params.seeds:
         ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
         for variant in built.variants:
-            train_variant(variant, seed, ckpt_dir / f"{variant.name}.pt", resume_key,
+            train_variant(variant, variant.training_seed(seed), ckpt_dir / f"{variant.name}.pt", resume_key,
                           device=device_for(world), world=world, **_loop_settings(params, device_for(world)))
 
 
@@ -277,7 +277,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                 histories = {}
                 for variant in built.variants:
                     model, history = train_variant(
-                        variant, seed, ckpt_dir / f"{variant.name}.pt",
+                        variant, variant.training_seed(seed), ckpt_dir / f"{variant.name}.pt",
                         resume_key, metrics=buffer, device=device, world=world, **_loop_settings(params, device),
                     )
                     buffer.flush()

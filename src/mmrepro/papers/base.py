@@ -173,6 +173,12 @@ class Variant:
     batches: Callable[[int, int], Sized]
     loss: Callable[[torch.nn.Module, Batch], torch.Tensor]
     validate: Callable[[torch.nn.Module], dict[str, float]] = _no_validation
+    # an evaluation instrument (a judge of other variants' outputs) trains with this seed in every run, so that
+    # the metric it defines does not change with the run's training seed; None: the run's seed
+    fixed_seed: int | None = None
+
+    def training_seed(self, run_seed: int) -> int:
+        return run_seed if self.fixed_seed is None else self.fixed_seed
 
     @property
     def key_prefix(self) -> str:
