@@ -313,10 +313,11 @@ class VQVAEPaper(Paper):
         return torch.cat(recons), torch.cat(codes)
 
     def _recon_rows(self, model: VQVAE, train_x, test_x, dataset: str, variant: str, out_dir: Path, tag: str,
-                    split: str = "test") -> list[Result]:
-        """MSE, PSNR, bits/dim and perplexity of `model` on test_x; sigma of the decoder fitted on train_x."""
+                    split: str = "test", test_recon: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[Result]:
+        """MSE, PSNR, bits/dim and perplexity of `model` on test_x; sigma of the decoder fitted on train_x.
+        test_recon: `_reconstruct(model, test_x)` when the caller has it already."""
         sigma = fit_sigma(train_x, self._reconstruct(model, train_x)[0])
-        recon, codes = self._reconstruct(model, test_x)
+        recon, codes = test_recon if test_recon is not None else self._reconstruct(model, test_x)
         n_latents = codes[0].numel()
         k = model.cfg.codebook_size
         common = dict(dataset=dataset, split=split, n_samples=len(test_x), variant=variant)
@@ -346,14 +347,16 @@ class VQVAEPaper(Paper):
         images, attrs, captions = shapes_data.read_split(data_dir / "shapes", "test")
         x = _float(torch.from_numpy(images)).to(device)
         train_x = _float(torch.from_numpy(tr_img[:1000])).to(device)
-        rows = self._recon_rows(t2i.vqvae, train_x, x, "captioned-shapes", "text2image", out_dir, "shapes")
+        recon, grid_codes = self._reconstruct(t2i.vqvae, x)  # one pass: the recon rows, the prior, the judge check
+        rows = self._recon_rows(t2i.vqvae, train_x, x, "captioned-shapes", "text2image", out_dir, "shapes",
+                                test_recon=(recon, grid_codes))
         tok = shapes_data.CaptionTokenizer()
         text = torch.tensor([tok.encode(c, TEXT_LEN) for c in captions], device=device)
         labels = {k: torch.from_numpy(v) for k, v in attrs.items()}
         heldout = torch.tensor([shapes_data.heldout_pair(int(s), int(c))
                                 for s, c in zip(attrs["shape"], attrs["colour"], strict=True)])
         # the learned prior's code length on test images (vs log2 K under the uniform prior)
-        codes = t2i.vqvae.encode(x).flatten(1)
+        codes = grid_codes.flatten(1)
         prior_bits = float(t2i.prior.loss(text, codes)) / math.log(2)
         common = dict(dataset="captioned-shapes", split="test", variant="text2image")
         rows.append(Result("prior_bits_per_code", prior_bits, **common, n_samples=len(x), higher_is_better=False,
@@ -370,9 +373,9 @@ class VQVAEPaper(Paper):
                                    variant="classifier", scale="raw"))
         # the judge on the VQ-VAE's reconstructions of the real test images: the images the generator can draw at
         # best, with known labels; a judge that misreads these cannot score generations
-        recon = clf(t2i.vqvae.decode(codes.view(len(x), *self._grid(cfg))).clamp(0, 1))
+        read_recon = clf(recon.clamp(0, 1))
         for k in ("shape", "colour"):
-            ok = recon[k].argmax(1).cpu() == labels[k]
+            ok = read_recon[k].argmax(1).cpu() == labels[k]
             rows.append(Result(f"classifier_acc_vqvae_recon_{k}", float(ok.float().mean()), dataset="captioned-shapes",
                                split="test", n_samples=len(x), variant="classifier", scale="raw",
                                details={"images": "the text2image VQ-VAE's reconstructions of the real test images"}))
