@@ -11,10 +11,12 @@ side, a 2-thread run alone on 2 cores, so no run oversubscribes the machine. The
 a DVC cache, so prepare (the same for every seed) runs once and the other clones restore it from DVC's run-cache;
 each thread count has its own cache, because the run-cache does not see OMP_NUM_THREADS and would hand a 2-thread
 run the 1-thread run of the same seed. A clone that
-exists is reused: `dvc repro` then reruns only what is missing, so a killed run resumes. Printed per paper:
-each headline metric per (threads, seed), mean +- std per thread count and over all runs, and for a metric
-with a stated cpu target whether it holds in every run and on each thread count's mean ("a target met only
-in some runs is not met"). Results go to `benchmarks/results/robustness.json`.
+exists is reused: `dvc repro` then reruns only what is missing, so a killed run resumes. Results go to
+`benchmarks/results/robustness.json`, one grid per (paper, thread count): a grid at 2 threads adds to the stored
+1-thread grid of the same paper, and replaces its stored 2-thread grid. Printed per paper, over every stored
+thread count: each headline metric per (threads, seed), mean +- std per thread count and over all runs, and for
+a metric with a stated cpu target whether it holds in every run and on each thread count's mean ("a target met
+only in some runs is not met").
 """
 
 from __future__ import annotations
@@ -128,10 +130,30 @@ def holds(value: float, target: tuple[str, float]) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
-def summarise(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.4g}"
-    return f"{statistics.fmean(values):.4g} +- {statistics.stdev(values):.2g}"
+def merge_grid(entry: dict | None, paper: str, threads: list[int], grid_info: dict,
+               new: dict[str, dict[str, dict[str, float]]]) -> dict:
+    """A paper's stored entry with a new grid merged in: `new` is metric label -> thread count -> seed -> value.
+    The new thread counts replace the stored ones, the others stay; means, spreads and verdicts are recomputed
+    over every stored run ("a target met only in some runs is not met")."""
+    grids = dict((entry or {}).get("grids", {}))
+    grids.update({str(t): grid_info for t in threads})
+    metrics = {}
+    for variant, metric, _, target in HEADLINES[paper]:
+        label = f"{variant}/{metric}"
+        per = dict((entry or {}).get("metrics", {}).get(label, {}).get("per_threads_seed", {}))
+        per.update(new[label])
+        per = dict(sorted(per.items(), key=lambda kv: int(kv[0])))
+        every = [v for by_seed in per.values() for v in by_seed.values()]
+        verdict = "none stated"
+        if target is not None:
+            in_all = all(holds(v, target) for v in every)
+            on_means = all(holds(statistics.fmean(by_seed.values()), target) for by_seed in per.values())
+            verdict = (f"{target[0]} {target[1]:g}: {'met in every run' if in_all else 'NOT met in every run'}"
+                       f"; {'met' if on_means else 'NOT met'} on each thread count's mean")
+        metrics[label] = {"per_threads_seed": per, "mean": statistics.fmean(every),
+                          "std": statistics.stdev(every) if len(every) > 1 else None,
+                          "target": list(target) if target else None, "verdict": verdict}
+    return {"grids": dict(sorted(grids.items(), key=lambda kv: int(kv[0]))), "metrics": metrics}
 
 
 def main() -> None:
@@ -156,35 +178,26 @@ def main() -> None:
                                                                                args.profile, commit))
                    for u in units}
         clones = {u: f.result() for u, f in futures.items()}
-    # one entry per paper, so that a grid of other papers adds to the file instead of replacing it
+    # one entry per paper, and within it one grid per thread count: a grid of other papers or of another thread
+    # count adds to the file; the grid of the same paper and thread count replaces the stored one
     record = json.loads(args.out.read_text()) if args.out.exists() else {}
     record.setdefault("papers", {})
-    grid_info = {"profile": args.profile, "commit": commit, "seeds": args.seeds, "threads": args.threads,
-                 "load_avg_at_end": os.getloadavg()}
+    grid_info = {"profile": args.profile, "commit": commit, "seeds": args.seeds, "load_avg_at_end": os.getloadavg()}
     for paper in args.papers:
         values = {u: headline_values(clone, paper) for u, clone in clones.items()}
-        print(f"\n{paper}")
-        cols = [f"{t}t s{s}" for t in args.threads for s in args.seeds]
-        print(f"{'metric':<40}" + "".join(f"{c:>10}" for c in cols)
-              + "".join(f"{f'{t} thr mean':>18}" for t in args.threads) + f"{'all runs':>18}  target")
-        metrics = {}
-        record["papers"][paper] = {"grid": grid_info, "metrics": metrics}
-        for variant, metric, _, target in HEADLINES[paper]:
-            label = f"{variant}/{metric}"
-            grid = {t: [values[(t, s)][label][str(s)] for s in args.seeds] for t in args.threads}
-            every = [v for t in args.threads for v in grid[t]]
-            verdict = "none stated"
-            if target is not None:
-                in_all = all(holds(v, target) for v in every)
-                on_means = all(holds(statistics.fmean(grid[t]), target) for t in args.threads)
-                verdict = (f"{target[0]} {target[1]:g}: {'met in every run' if in_all else 'NOT met in every run'}"
-                           f"; {'met' if on_means else 'NOT met'} on each thread count's mean")
-            print(f"{label:<40}" + "".join(f"{v:>10.4g}" for v in every)
-                  + "".join(f"{summarise(grid[t]):>18}" for t in args.threads) + f"{summarise(every):>18}  {verdict}")
-            metrics[label] = {
-                "per_threads_seed": {str(t): dict(zip(map(str, args.seeds), grid[t], strict=True)) for t in args.threads},
-                "mean": statistics.fmean(every), "std": statistics.stdev(every) if len(every) > 1 else None,
-                "target": target, "verdict": verdict}
+        new = {f"{v}/{m}": {str(t): {str(s): values[(t, s)][f"{v}/{m}"][str(s)] for s in args.seeds}
+                            for t in args.threads} for v, m, _, _ in HEADLINES[paper]}
+        entry = record["papers"][paper] = merge_grid(record["papers"].get(paper), paper, args.threads, grid_info, new)
+        print(f"\n{paper} (every stored thread count: {', '.join(sorted(entry['grids']))})")
+        for label, metric in entry["metrics"].items():
+            print(label)
+            for t, by_seed in metric["per_threads_seed"].items():
+                runs = list(by_seed.values())
+                spread = f" +- {statistics.stdev(runs):.2g}" if len(runs) > 1 else ""
+                print(f"  {t} thread(s): " + "  ".join(f"s{s} {v:.4g}" for s, v in by_seed.items())
+                      + f"   mean {statistics.fmean(runs):.4g}{spread}")
+            spread = f" +- {metric['std']:.2g}" if metric["std"] is not None else ""
+            print(f"  all runs: mean {metric['mean']:.4g}{spread}; {metric['verdict']}")
     sys.path.insert(0, str(ROOT / "src"))
     from mmrepro.fileio import write_json_atomic
 

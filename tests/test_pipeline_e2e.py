@@ -64,6 +64,7 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_tags(repo):
     evaluation = client.search_runs([exp.experiment_id], f"tags.train_run_id = '{run.info.run_id}'")
     assert len(evaluation) == 1 and evaluation[0].data.tags["dvc_stage"] == "evaluate"
     assert run.data.params["profile"] == "smoke" and run.data.params["seed"] == "0"
+    assert run.data.params["variant_seeds.main"] == "0"  # the seed each variant trained with
     assert run.data.params["cfg.lr"] == "0.003" and run.data.params["cfg.n_train"] == "256"
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert len(losses) == 8 and [m.step for m in losses] == list(range(8))  # 256 images / batch 32, 1 epoch

@@ -270,6 +270,8 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                 if previous != run_id:
                     log_params(portable_paths({"paper": name, "profile": params.profile, "seed": seed,
                                 "data_seed": params.data_seed, "variants": ",".join(v.name for v in built.variants),
+                                # a variant may train with its own fixed seed (the VQ-VAE's judge): say which
+                                "variant_seeds": {v.name: v.training_seed(seed) for v in built.variants},
                                 "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")},
                                               dataset_settings(params).root))
                     log_dataset_inputs(info, data_dir(name), ("training", "validation"))
