@@ -130,6 +130,12 @@ def holds(value: float, target: tuple[str, float]) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
+def summarise(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} +- {statistics.stdev(values):.2g}"
+
+
 def merge_grid(entry: dict | None, paper: str, threads: list[int], grid_info: dict,
                new: dict[str, dict[str, dict[str, float]]]) -> dict:
     """A paper's stored entry with a new grid merged in: `new` is metric label -> thread count -> seed -> value.
@@ -188,16 +194,14 @@ def main() -> None:
         new = {f"{v}/{m}": {str(t): {str(s): values[(t, s)][f"{v}/{m}"][str(s)] for s in args.seeds}
                             for t in args.threads} for v, m, _, _ in HEADLINES[paper]}
         entry = record["papers"][paper] = merge_grid(record["papers"].get(paper), paper, args.threads, grid_info, new)
-        print(f"\n{paper} (every stored thread count: {', '.join(sorted(entry['grids']))})")
+        print(f"\n{paper} (every stored thread count: {', '.join(entry['grids'])})")
         for label, metric in entry["metrics"].items():
             print(label)
             for t, by_seed in metric["per_threads_seed"].items():
-                runs = list(by_seed.values())
-                spread = f" +- {statistics.stdev(runs):.2g}" if len(runs) > 1 else ""
                 print(f"  {t} thread(s): " + "  ".join(f"s{s} {v:.4g}" for s, v in by_seed.items())
-                      + f"   mean {statistics.fmean(runs):.4g}{spread}")
-            spread = f" +- {metric['std']:.2g}" if metric["std"] is not None else ""
-            print(f"  all runs: mean {metric['mean']:.4g}{spread}; {metric['verdict']}")
+                      + f"   mean {summarise(list(by_seed.values()))}")
+            every = [v for by_seed in metric["per_threads_seed"].values() for v in by_seed.values()]
+            print(f"  all runs: mean {summarise(every)}; {metric['verdict']}")
     sys.path.insert(0, str(ROOT / "src"))
     from mmrepro.fileio import write_json_atomic
 
