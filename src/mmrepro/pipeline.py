@@ -285,7 +285,8 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                     buffer.flush()
                     histories[variant.name] = history
                     training[f"seed{seed}/{variant.name}"] = {"completed": history.completed, "epochs": history.epochs_done,
-                                                         "optimizer_steps": history.optimizer_steps}
+                                                         "optimizer_steps": history.optimizer_steps,
+                                                         "averaged_epochs": history.averaged_epochs}
                     (out / f"seed{seed}").mkdir(exist_ok=True)
                     weights = out / f"seed{seed}" / f"{variant.name}.pt"
                     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)

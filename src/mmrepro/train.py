@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmrepro.averaging import EpochAverage
 from mmrepro.checkpoint import load_resumable
 from mmrepro.data.loader import LoaderSettings, PlannedBatches
 from mmrepro.distributed import World, all_gather_object, average_gradients, broadcast_object, sum_across
@@ -114,6 +115,7 @@ class TrainHistory:
     epochs_done: int = 0
     optimizer_steps: int = 0
     capped: bool = False  # a max_steps / max_steps_per_epoch cap cut training short
+    averaged_epochs: int = 0  # > 1: the returned weights are the average of that many epochs' ends (average_last)
 
     @property
     def completed(self) -> bool:
@@ -269,6 +271,7 @@ def train_variant(
     fingerprint = config_fingerprint(variant.paper, variant.name, seed, cfg, data_fingerprint)
     history = TrainHistory()
     pos = _Position()
+    average = EpochAverage(cfg.average_last, cfg.epochs)
 
     # loaded on the CPU when it goes to other ranks (a pickled CUDA tensor would come back on rank 0's device)
     load_to = torch.device("cpu") if world.distributed else device
@@ -276,6 +279,7 @@ def train_variant(
     state = broadcast_object(state, world)  # every rank resumes from rank 0's file (one copy, any node)
     if state is not None:
         pos = _restore(state, model, optimizer, scheduler, history)
+        average.load(state.get("average"))
         where = f"epoch {pos.epoch}" + (f", micro-batch {pos.batch} of epoch {pos.epoch + 1}" if pos.batch else "")
         if world.is_main:
             print(f"[{label}] resuming from {where} ({checkpoint_path})")
@@ -308,7 +312,7 @@ def train_variant(
             "scheduler": scheduler.state_dict(),
             "losses": torch.tensor(history.losses, dtype=torch.float64).reshape(-1, 2),
             "validation": json.dumps(history.validation), "world_size": procs,
-            "rng_cpu": torch.stack([r["cpu"] for r in rngs]),
+            "rng_cpu": torch.stack([r["cpu"] for r in rngs]), "average": average.state(),
         }
         if "cuda" in rngs[0]:
             state["rng_cuda"] = torch.stack([r["cuda"] for r in rngs])
@@ -394,6 +398,7 @@ def train_variant(
         if world.is_main:
             print(f"[{label}] seed {seed} epoch {epoch + 1}/{cfg.epochs} loss={last:.4f} {shown}", flush=True)
         pos.epoch, pos.batch = epoch + 1, 0
+        average.add(model, epoch + 1)
         checkpoint(epoch + 1, 0)
         last_checkpoint = time.monotonic()
         history.epochs_done = epoch + 1
@@ -403,7 +408,28 @@ def train_variant(
     history.epochs_done = max(history.epochs_done, pos.epoch)
     history.optimizer_steps = pos.step
     model.eval()
+    history.averaged_epochs = average.apply(model)
+    if history.averaged_epochs > 1:
+        _validate_average(variant, model, history, metrics, world, label, seed)
     return model, history
+
+
+def _validate_average(variant: Variant, model, history: TrainHistory, metrics: MetricBuffer | None, world: World,
+                      label: str, seed: int) -> None:
+    """Validation of the averaged weights, logged as `val_averaged/<key>` at the last epoch (the per-epoch
+    `val/<key>` curve is of the weights as trained)."""
+    val = None
+    if world.is_main:
+        with torch.no_grad():
+            val = variant.validate(model)
+    val = broadcast_object(val, world)
+    if metrics is not None:
+        for key, value in val.items():
+            metrics.log(metric_key(variant.key_prefix, "val_averaged", key), value, history.epochs_done)
+        metrics.flush()
+    if world.is_main:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in val.items())
+        print(f"[{label}] seed {seed} average of the last {history.averaged_epochs} epochs: {shown}", flush=True)
 
 
 def _end_group(model, optimizer, scheduler, cfg: TrainConfig, world: World, device: torch.device, pos: _Position,

@@ -32,7 +32,7 @@ from mmrepro.datasets import DatasetSettings
 
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "optimizer", "betas", "eps", "momentum", "weight_decay", "schedule",
                "warmup_steps", "decay_every", "decay_rate", "min_lr_ratio", "accumulation", "precision", "grad_clip",
-               "max_steps_per_epoch", "max_steps")
+               "max_steps_per_epoch", "max_steps", "average_last")
 
 
 class TrainConfig(BaseModel):
@@ -40,7 +40,8 @@ class TrainConfig(BaseModel):
 
     A recipe is the optimizer (`optimizer`, `lr`, `betas`, `eps`, `momentum`, `weight_decay`), the LR
     schedule (`schedule`, `warmup_steps`, `decay_every`, `decay_rate`, `min_lr_ratio`), the effective batch
-    (`batch_size` per step x `accumulation`), the precision and the length (`epochs`, caps).
+    (`batch_size` per step x `accumulation`), the precision, the length (`epochs`, caps) and the weights kept
+    (`average_last`).
     `variant_recipes` overrides any of these for one variant (a paper whose models train differently)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,6 +68,8 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = Field(default=1.0, gt=0, description="max global grad norm; null = off")
     max_steps_per_epoch: int | None = Field(default=None, gt=0, description="cap; null = whole set")
     max_steps: int | None = Field(default=None, gt=0, description="cap on micro-batches in all; null = none")
+    average_last: int = Field(default=1, gt=0, description="the trained model is the average of its weights at the "
+                              "ends of the last N epochs (checkpoint averaging, mmrepro.averaging); 1 = the last's")
     variant_recipes: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-variant overrides of the recipe keys above")
 
