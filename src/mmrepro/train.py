@@ -115,7 +115,7 @@ class TrainHistory:
     epochs_done: int = 0
     optimizer_steps: int = 0
     capped: bool = False  # a max_steps / max_steps_per_epoch cap cut training short
-    averaged_epochs: int = 0  # > 1: the returned weights are the average of that many epochs' ends (average_last)
+    averaged_epochs: int = 0  # epochs averaged into the returned weights (average_last); 0 or 1: as trained
 
     @property
     def completed(self) -> bool:
@@ -383,20 +383,10 @@ def train_variant(
             resume_rng = None
 
         model.eval()
-        val = None
-        if world.is_main:  # the validation split is not sharded: rank 0 scores it, every rank gets the numbers
-            with torch.no_grad():
-                val = variant.validate(model)
-        val = broadcast_object(val, world)
-        history.validation.append({"epoch": epoch + 1, "step": pos.step, **val})
-        if metrics is not None:
-            for key, value in val.items():
-                metrics.log(metric_key(prefix, "val", key), value, epoch + 1)
-            metrics.flush()
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in val.items())
         last = history.losses[-1][1] if history.losses else float("nan")
-        if world.is_main:
-            print(f"[{label}] seed {seed} epoch {epoch + 1}/{cfg.epochs} loss={last:.4f} {shown}", flush=True)
+        val = _validate(variant, model, world, metrics, "val", epoch + 1,
+                        f"[{label}] seed {seed} epoch {epoch + 1}/{cfg.epochs} loss={last:.4f}")
+        history.validation.append({"epoch": epoch + 1, "step": pos.step, **val})
         pos.epoch, pos.batch = epoch + 1, 0
         average.add(model, epoch + 1)
         checkpoint(epoch + 1, 0)
@@ -409,15 +399,16 @@ def train_variant(
     history.optimizer_steps = pos.step
     model.eval()
     history.averaged_epochs = average.apply(model)
-    if history.averaged_epochs > 1:
-        _validate_average(variant, model, history, metrics, world, label, seed)
+    if history.averaged_epochs > 1:  # the per-epoch `val/<key>` curve is of the weights as trained
+        _validate(variant, model, world, metrics, "val_averaged", history.epochs_done,
+                  f"[{label}] seed {seed} average of the last {history.averaged_epochs} epochs:")
     return model, history
 
 
-def _validate_average(variant: Variant, model, history: TrainHistory, metrics: MetricBuffer | None, world: World,
-                      label: str, seed: int) -> None:
-    """Validation of the averaged weights, logged as `val_averaged/<key>` at the last epoch (the per-epoch
-    `val/<key>` curve is of the weights as trained)."""
+def _validate(variant: Variant, model, world: World, metrics: MetricBuffer | None, name: str, epoch: int,
+              shown_after: str) -> dict[str, float]:
+    """Score the validation split, log it as `<name>/<key>` at `epoch` and print it after `shown_after`. The split
+    is not sharded: rank 0 scores it, every rank gets the numbers."""
     val = None
     if world.is_main:
         with torch.no_grad():
@@ -425,11 +416,11 @@ def _validate_average(variant: Variant, model, history: TrainHistory, metrics: M
     val = broadcast_object(val, world)
     if metrics is not None:
         for key, value in val.items():
-            metrics.log(metric_key(variant.key_prefix, "val_averaged", key), value, history.epochs_done)
+            metrics.log(metric_key(variant.key_prefix, name, key), value, epoch)
         metrics.flush()
     if world.is_main:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in val.items())
-        print(f"[{label}] seed {seed} average of the last {history.averaged_epochs} epochs: {shown}", flush=True)
+        print(f"{shown_after} " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()), flush=True)
+    return val
 
 
 def _end_group(model, optimizer, scheduler, cfg: TrainConfig, world: World, device: torch.device, pos: _Position,
