@@ -24,8 +24,12 @@ def _train(tmp_path, average_last: int, name: str, crash_at: int | None = None, 
                          device=torch.device("cpu"), metrics=metrics)
 
 
+def _flat(state: dict) -> torch.Tensor:
+    return torch.cat([state["weight"].detach().flatten(), state["bias"].detach()])
+
+
 def _params(model) -> torch.Tensor:
-    return torch.cat([model.weight.detach().flatten(), model.bias.detach()])
+    return _flat(model.state_dict())
 
 
 def test_the_model_is_the_mean_of_the_last_epochs(tmp_path):
@@ -33,16 +37,15 @@ def test_the_model_is_the_mean_of_the_last_epochs(tmp_path):
     # epoch-2 checkpoint (the 9th micro-batch), the uninterrupted run ends at epoch 3
     with pytest.raises(_Crash):
         _train(tmp_path, 2, "cut.pt", crash_at=2 * 4 + 1)
-    w2 = torch.load(tmp_path / "cut.pt", weights_only=True)["model"]
-    w2 = torch.cat([w2["weight"].flatten(), w2["bias"]])
+    w2 = _flat(torch.load(tmp_path / "cut.pt", weights_only=True)["model"])
     averaged, history = _train(tmp_path, 2, "straight.pt")
-    w3 = torch.load(tmp_path / "straight.pt", weights_only=True)["model"]  # the checkpoint keeps the trained weights
-    w3 = torch.cat([w3["weight"].flatten(), w3["bias"]])
+    w3 = _flat(torch.load(tmp_path / "straight.pt", weights_only=True)["model"])  # the trained weights, not averaged
     assert not torch.allclose(w2, w3, atol=1e-3)  # the two epochs differ, so the mean is a third point
     assert torch.allclose(_params(averaged), (w2 + w3) / 2, atol=1e-7, rtol=0)
     assert history.averaged_epochs == 2
     last, last_history = _train(tmp_path, 1, "last.pt")
     assert torch.equal(_params(last), w3) and last_history.averaged_epochs == 1  # average_last 1: unchanged
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["average"]["total"] == {}  # and no copy kept
 
 
 def test_a_crash_and_resume_returns_the_same_average(tmp_path):

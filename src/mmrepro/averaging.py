@@ -26,11 +26,15 @@ class EpochAverage:
         if last < 1:
             raise ValueError(f"last must be >= 1, got {last}")
         self.first = max(epochs - last, 0) + 1  # first 1-based epoch in the average
+        self.sums = self.first < epochs  # two or more epochs to average: keep a running sum (one: the model is it)
         self.total: dict[str, torch.Tensor] = {}
         self.count = 0
 
     def add(self, model: torch.nn.Module, epoch: int) -> None:
         if epoch < self.first:
+            return
+        self.count += 1
+        if not self.sums:  # no float64 copy in memory or in the checkpoints of the default recipe (average_last 1)
             return
         with torch.no_grad():
             for name, value in model.state_dict().items():
@@ -40,7 +44,6 @@ class EpochAverage:
                     self.total[name] += value.double()
                 else:
                     self.total[name] = value.detach().double().clone()  # float64: N sums round once
-        self.count += 1
 
     def apply(self, model: torch.nn.Module) -> int:
         """Load the average into `model`; returns the number of epochs averaged (0 or 1: model unchanged)."""
