@@ -33,6 +33,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from mmrepro.models.temporal_conv import temporal_conv3d
+
 __all__ = ["Conv3dResNetFrontEnd", "LinearProjectionFrontEnd", "VSRConfig", "VisualConformer"]
 
 
@@ -140,7 +142,8 @@ class Conv3dResNetFrontEnd(nn.Module):
     """3D conv stem + ResNet-18 trunk: `(x (B, T, H*W), lengths) -> ((B, T, d), lengths)`.
 
     The stem sees 5 frames (temporal kernel 5, stride 1, so T is kept); the trunk runs on every
-    frame independently; global average pooling then a linear layer to d.
+    frame independently; global average pooling then a linear layer to d. The stem's Conv3d is run by
+    `temporal_conv3d` (same forward; its weight gradient ~2.5x faster on CPU), its parameters unchanged.
     """
 
     def __init__(self, image_size: int, d_model: int, width: int = 64, dropout: float = 0.0,
@@ -171,7 +174,9 @@ class Conv3dResNetFrontEnd(nn.Module):
         # zero padded frames so the temporal stem does not see padding content
         valid = torch.arange(t, device=x.device)[None, :] < lengths[:, None]
         v = _normalise(x, self.mean, self.std, lengths, self.norm).masked_fill(~valid[..., None], 0.0)
-        v = self.stem(v.view(b, 1, t, self.size, self.size))  # (B, w, T, H/4, W/4)
+        conv = self.stem[0]  # its weight gradient as a 2D convolution over stacked frames (much faster on CPU)
+        v = temporal_conv3d(v.view(b, 1, t, self.size, self.size), conv.weight, conv.stride[1:], conv.padding)
+        v = self.stem[1:](v)  # (B, w, T, H/4, W/4)
         v = v.transpose(1, 2).reshape(b * t, v.shape[1], v.shape[3], v.shape[4])
         v = self.trunk(v).mean(dim=(2, 3)).view(b, t, -1)  # (B, T, 8w)
         return self.dropout(self.proj(v)), lengths
