@@ -2,8 +2,10 @@
 each selected paper's config and fingerprint the external datasets it reads. Usage: python stages/validate.py
 
 Writes data/config/<paper>.json: the paper's config for the active profile (its recipe with params.yaml's
-overrides, defaults filled in by the paper's schema). That paper's stages depend on this file, so DVC reruns
-them exactly when their resolved config changes (not when another profile's recipe does), and a bad file stops
+overrides, defaults filled in by the paper's schema) without its decoding keys, and data/config/<paper>.decode.json:
+those keys (the config's `decode_keys`: beam width, sampling temperature, ...), which only evaluate reads. That
+paper's stages depend on these files, so DVC reruns them exactly when their resolved config changes (not when
+another profile's recipe does; a decoding change reruns evaluate, not training), and a bad file stops
 `dvc repro` here (one line, exit 2) before any stage has removed its outputs (a report, trained models).
 
 DVC runs it on every `dvc repro` (always_changed): it writes data/external/<paper>.json, a stat record of the
@@ -29,8 +31,10 @@ RESOLVED = Path("data/config")
 def validate(params, args) -> None:
     with atomic_dir(RESOLVED) as out:
         for name in selected_papers(params):
-            resolved = {"paper": name, "profile": params.profile, "config": paper_config(params, name).model_dump(mode="json")}
-            (out / f"{name}.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+            cfg = paper_config(params, name)
+            for file, fields in ((f"{name}.json", cfg.training_fields()), (f"{name}.decode.json", cfg.decode_fields())):
+                resolved = {"paper": name, "profile": params.profile, "config": fields}
+                (out / file).write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     from mmrepro.pipeline import locate
 
     for name in selected_papers(params):

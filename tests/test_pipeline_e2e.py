@@ -116,6 +116,32 @@ def test_second_repro_reruns_nothing_and_params_are_per_paper_and_profile(repo):
     assert sorted(json.loads(status.strip().splitlines()[-1])) == ["validate"]
 
 
+def test_decoding_change_reruns_evaluate_not_training(repo):
+    """A decoding key (`decode_keys`: here the caption beam) reruns evaluate and the report, not prepare or train;
+    the new evaluation run logs its decoding (`decode.beam_size`), the training run is the same one.
+    It leaves the repo at beam 1 (the tracking-server test below does not depend on it)."""
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mmrepro").experiment_id
+    train_runs = client.search_runs([exp], f"tags.paper = '{PAPER}' and tags.dvc_stage = 'train'")
+    assert "cfg.beam_size" not in train_runs[0].data.params  # decoding is not a training param
+    before = json.loads((repo / "reports/provenance" / f"{PAPER}.json").read_text())
+    assert before["decoding"] == {"beam_size": 2} and before["config"]["beam_size"] == 2  # the smoke recipe
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["papers"] = {PAPER: {"beam_size": 1}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run([str(VENV_BIN / "dvc"), "repro"], repo)
+    ran = [line for line in out.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'validate':", f"Running stage 'evaluate@{PAPER}':", "Running stage 'report':"], out
+    after = json.loads((repo / "reports/provenance" / f"{PAPER}.json").read_text())
+    assert after["decoding"] == {"beam_size": 1} and after["mlflow_runs"] == before["mlflow_runs"]
+    details = {r["metric"]: r["details"] for r in after["results"]}
+    assert details["count_accuracy"]["decoding"] == "beam search, beam 1"
+    assert len(client.search_runs([exp], f"tags.paper = '{PAPER}' and tags.dvc_stage = 'train'")) == 1
+    evaluations = client.search_runs([exp], f"tags.train_run_id = '{train_runs[0].info.run_id}'",
+                                     order_by=["attributes.start_time DESC"])
+    assert [e.data.params.get("decode.beam_size") for e in evaluations] == ["1", "2"]
+
+
 def test_tracking_server_via_environment(repo, tmp_path):
     server, uri = start_mlflow_server(tmp_path)
     try:
@@ -131,3 +157,4 @@ def test_tracking_server_via_environment(repo, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+

@@ -248,7 +248,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
             ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
             run_id_file = ckpt_dir / "mlflow_run.json"
             fingerprint = run_fingerprint(paper=name, profile=params.profile, seed=seed, data_seed=params.data_seed,
-                                          cfg=cfg.model_dump(mode="json"), data=data_fp, code=code)
+                                          cfg=cfg.training_fields(), data=data_fp, code=code)
             # The same fingerprint continues the run of a crashed attempt; anything else gets a new run.
             previous = _previous_run(run_id_file, fingerprint)
             run_name = f"{name}-{params.profile}-seed{seed}"
@@ -272,7 +272,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                                 "data_seed": params.data_seed, "variants": ",".join(v.name for v in built.variants),
                                 # a variant may train with its own fixed seed (the VQ-VAE's judge): say which
                                 "variant_seeds": {v.name: v.training_seed(seed) for v in built.variants},
-                                "dataset": info["dataset"], "cfg": cfg.model_dump(mode="json")},
+                                "dataset": info["dataset"], "cfg": cfg.training_fields()},
                                               dataset_settings(params).root))
                     log_dataset_inputs(info, data_dir(name), ("training", "validation"))
                 buffer = MetricBuffer(run_id, continued=previous == run_id, one_per_step=True)
@@ -387,7 +387,7 @@ def evaluate(params: Params, name: str) -> dict:
         "data_fingerprint": data_fp,
         "code_hash": trained.get("code_hash"), "run_fingerprints": trained.get("fingerprints", {}),
         # what the report's verdict checks: the test sets' identity, the recipe, how far training went
-        "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"),
+        "identity": info.get("identity", {}), "config": cfg.model_dump(mode="json"), "decoding": cfg.decode_fields(),
         "departures": paper.departures(cfg), "training": trained.get("training", {}),
         **{k: env[k] for k in ("git_sha", "git_dirty", "python", "torch", "cuda", "device", "packages")},
         "mlflow_runs": trained["runs"], "tracking_uri": trained.get("tracking_uri"), "results": rows,

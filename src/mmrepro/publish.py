@@ -73,7 +73,7 @@ def _find_run(client: MlflowClient, experiment: str, run_id: str | None, fingerp
 def _log_training(name: str, seed: int, record: dict, buffer: MetricBuffer) -> None:
     """A run created here (another store) gets what training recorded on disk: params, curves, weights."""
     log_params({"paper": name, "profile": record["profile"], "seed": seed, "dataset": record["dataset"],
-                "cfg": record["config"]})
+                "cfg": {k: v for k, v in record["config"].items() if k not in record.get("decoding", {})}})
     for path in sorted(plots_dir(name).glob(f"*_seed{seed}.csv")):
         variant = path.stem.split("_", 2 if path.stem.startswith("train_loss") else 1)[-1].rsplit("_seed", 1)[0]
         prefix = "" if variant == "main" else variant
@@ -144,6 +144,8 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
         with open_run(experiment, f"{name}-{record['profile']}-seed{seed}-evaluate", previous, tags) as run:
             if previous is None:
                 log_dataset_inputs(info, data_dir(name), ("evaluation",))
+                # how the models were decoded: a training run's params leave these out (they do not train)
+                log_params({"decode": record.get("decoding", {})})
             _log_once(run.info.run_id, test_metrics, continued=previous is not None)
             seed_out = eval_dir(name) / f"seed{seed}"
             if seed_out.is_dir():

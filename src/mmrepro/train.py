@@ -63,7 +63,7 @@ def to_device(batch, device: torch.device):
 
 def config_fingerprint(paper: str, variant: str, seed: int, cfg: TrainConfig, data_fingerprint: str) -> str:
     blob = json.dumps(
-        {"paper": paper, "variant": variant, "seed": seed, "cfg": cfg.model_dump(mode="json"), "data": data_fingerprint},
+        {"paper": paper, "variant": variant, "seed": seed, "cfg": cfg.training_fields(), "data": data_fingerprint},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

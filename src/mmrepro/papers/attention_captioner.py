@@ -11,6 +11,7 @@ which the pipeline logs to MLflow with the rest of the evaluation folder.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from mmrepro.papers.base import Result
 
 
 class Config(cap.CaptionDataConfig):
+    decode_keys: ClassVar[frozenset[str]] = cap.CaptionDataConfig.decode_keys | {"n_attention_maps"}
     grid: int = Field(default=6, gt=0, description="attention locations per side (grid**2 annotation vectors)")
     embed_dim: int = Field(default=128, gt=0)
     hidden_dim: int = Field(default=256, gt=0)

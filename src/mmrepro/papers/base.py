@@ -46,6 +46,12 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Fields that only the evaluate stage reads: how a trained model is decoded or sampled, and what is written
+    # out. The validate stage resolves them into data/config/<paper>.decode.json, apart from the rest, so that
+    # changing one reruns evaluate and not training; neither the training run's fingerprint nor a checkpoint's
+    # includes them (`training_fields()`), and the evaluation run logs them (`decode.<key>`).
+    decode_keys: ClassVar[frozenset[str]] = frozenset()
+
     epochs: int = Field(gt=0, le=100_000, description="passes over the training set")
     batch_size: int = Field(gt=0, le=65_536, description="examples per forward/backward (micro-batch)")
     lr: float = Field(gt=0, le=10.0, allow_inf_nan=False, description="peak learning rate")
@@ -98,6 +104,14 @@ class TrainConfig(BaseModel):
                 err = exc.errors()[0]
                 raise ValueError(f"variant_recipes.{variant}.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
         return self
+
+    def training_fields(self) -> dict[str, Any]:
+        """The config as JSON without its `decode_keys`: what training depends on."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.decode_keys}
+
+    def decode_fields(self) -> dict[str, Any]:
+        """The `decode_keys` as JSON: what only evaluation depends on."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k in self.decode_keys}
 
     def recipe_for(self, variant: str) -> TrainConfig:
         """This config with `variant`'s recipe overrides applied (validated)."""

@@ -19,7 +19,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ _VARIANT = re.compile(r"^(softmax|sympow_p(\d+)|conformal_p(\d+))$")
 
 
 class Config(TrainConfig):
+    decode_keys: ClassVar[frozenset[str]] = frozenset({"sample_bytes"})
     dataset: Literal["python-stdlib-bytes", "longcrawl64"] = "python-stdlib-bytes"
     # longcrawl64: <datasets root>/longcrawl64/{train,heldout}.zarr (params datasets.root, $MMREPRO_DATASETS)
     variants: list[str] = Field(default=["softmax", "sympow_p2", "sympow_p4", "conformal_p4"], min_length=1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ JUDGE_SEED = 0
 
 
 class Config(TrainConfig):
+    # how the prior is sampled and how many generations are judged and shown: evaluation only
+    decode_keys: ClassVar[frozenset[str]] = frozenset({"n_generate", "temperature", "top_k", "guidance", "n_grid"})
     recon_dataset: Literal["photo-patches", "captioned-shapes", "cifar10"] = "photo-patches"
     # cifar10: <datasets root>/cifar10/cifar-10-batches-bin (params datasets.root, $MMREPRO_DATASETS)
     download: bool = Field(default=False, description="cifar10: fetch the archive when absent (md5-checked); off: never")

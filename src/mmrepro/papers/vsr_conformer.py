@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ CLAIM = ("LP front end reads lips as well as or better than the 3D-conv + ResNet
 
 
 class Config(TrainConfig):
+    decode_keys: ClassVar[frozenset[str]] = frozenset({"beam_size", "sample_videos"})
     dataset: Literal["synthetic-lips", "lrs3"] = "synthetic-lips"
     variants: list[Literal["lp", "conv"]] = Field(default_factory=lambda: ["lp", "conv"], min_length=1)
     # synthetic-lips sizes (speakers are disjoint across splits)

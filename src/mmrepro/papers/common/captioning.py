@@ -31,6 +31,8 @@ OPENCLIPART = "openclipart"
 class CaptionConfig(TrainConfig):
     """Fields every captioner has: caption length and test decoding."""
 
+    decode_keys: ClassVar[frozenset[str]] = frozenset({"beam_size"})
+
     max_caption_len: int = Field(default=24, gt=2, description="tokens incl. <bos>/<eos>")
     beam_size: int = Field(default=3, ge=1, description="test decoding; 1 = greedy")
 

@@ -25,7 +25,7 @@ import json
 import random
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -51,6 +51,8 @@ LIBRISPEECH_TEST = ("test-clean", "test-other")
 
 class SpeechConfig(TrainConfig):
     """Per-profile settings of a speech paper (params.yaml `papers.<name>.<profile>`)."""
+
+    decode_keys: ClassVar[frozenset[str]] = frozenset({"beam_size"})
 
     dataset: Literal["tts-speech", "librispeech"] = "tts-speech"
     variants: list[Literal["ctc", "transducer"]] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
