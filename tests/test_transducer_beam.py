@@ -95,3 +95,21 @@ def test_beam_search_batch_lengths_and_validation():
     assert head.beam_search(enc[1:2, :2], lens[1:2], beam=3)[0] == out[1]
     with pytest.raises(ValueError):
         head.beam_search(enc, lens, beam=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_batched_search_equals_one_utterance_at_a_time(seed):
+    """The utterances of a batch are searched in lock step (one joint and one LSTM call per step for all of
+    them): each one's final beam, labels and scores, equals its search alone (float64, so that the batched
+    matrix products cannot round differently). A head that emits often (no blank bias) makes beams differ
+    in length and finish their frames after different numbers of steps."""
+    torch.manual_seed(seed)
+    head = TransducerHead(8, 5, pred_dim=6, dropout=0.0).double().eval()
+    lens = torch.tensor([9, 1, 5, 7, 3, 9])
+    enc = torch.randn(len(lens), 9, 8, dtype=torch.float64)
+    batched = head._beam_search_batch(enc, lens, beam=4, max_symbols=3)
+    for i, n_frames in enumerate(lens.tolist()):
+        alone = head._beam_search_one(enc[i, :n_frames], beam=4, max_symbols=3)
+        assert [y for y, _ in batched[i]] == [y for y, _ in alone]
+        assert [s for _, s in batched[i]] == pytest.approx([s for _, s in alone], abs=1e-12)
+    assert any(len(y) > 2 for nbest in batched for y, _ in nbest)  # the heads do emit
