@@ -72,3 +72,22 @@ def test_front_end_stem_gradient_matches_plain_conv3d_module():
 def test_shape_errors():
     with pytest.raises(ValueError, match="expected x"):
         temporal_conv3d(torch.zeros(1, 2, 5, 8, 8), torch.zeros(3, 1, 3, 3, 3), (1, 1), (1, 1, 1))
+
+
+def test_under_bf16_autocast_gradients_in_the_inputs_dtypes():
+    """The full profile trains in bf16 autocast (on GPUs; CPU autocast runs the same casts): the forward is
+    autocast's conv3d, the backward computes in bf16 and returns float32 gradients as accurate as torch's own."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 7, 16, 16, requires_grad=True)
+    weight = torch.randn(4, 1, 5, 7, 7, requires_grad=True)
+    exact = torch.autograd.grad(_conv3d(x, weight, (2, 2), (2, 3, 3)).square().sum(), (x, weight))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours_out = temporal_conv3d(x, weight, (2, 2), (2, 3, 3))
+        torch_out = _conv3d(x, weight, (2, 2), (2, 3, 3))
+    assert ours_out.dtype == torch.bfloat16 and torch.equal(ours_out, torch_out)
+    ours = torch.autograd.grad(ours_out.float().square().sum(), (x, weight))
+    theirs = torch.autograd.grad(torch_out.float().square().sum(), (x, weight))
+    for o, t, e in zip(ours, theirs, exact, strict=True):
+        assert o.dtype == torch.float32
+        err, torch_err = ((o - e).abs().max() / e.abs().max()).item(), ((t - e).abs().max() / e.abs().max()).item()
+        assert err < 0.03 and err < 3 * torch_err + 1e-3, (err, torch_err)

@@ -48,14 +48,18 @@ class _TemporalConv3d(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         cout, cin, kt, kh, kw = weight.shape
+        # under autocast the forward ran in grad's dtype (bf16 on the full profile's GPUs): the backward
+        # computes in it too, as torch's own conv3d backward would, and returns each gradient in its input's dtype
+        dtype = grad.dtype
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.grad.conv3d_input(x.shape, weight, grad, (1, *ctx.stride), ctx.padding)
+            grad_x = torch.nn.grad.conv3d_input(x.shape, weight.to(dtype), grad, (1, *ctx.stride),
+                                                ctx.padding).to(x.dtype)
         if ctx.needs_input_grad[1]:
             # channels-last operands: oneDNN's 2D weight gradient is ~3x faster on them than on contiguous ones
-            frames = _stacked_frames(x, kt, ctx.padding[0])
+            frames = _stacked_frames(x.to(dtype), kt, ctx.padding[0])
             grad_w = torch.nn.grad.conv2d_weight(frames, (cout, cin * kt, kh, kw), _channels_last_2d(grad),
-                                                 ctx.stride, ctx.padding[1:]).reshape(weight.shape)
+                                                 ctx.stride, ctx.padding[1:]).reshape(weight.shape).to(weight.dtype)
         return grad_x, grad_w, None, None
 
 
