@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from mmrepro.metrics.efficiency import loglog_slope  # noqa: E402
+from mmrepro.metrics.efficiency import loglog_slope, median_ratio  # noqa: E402
 from mmrepro.models.conformer import RelPosMultiHeadAttention  # noqa: E402
 from tests.test_conformer_equivalence import reference_attention  # noqa: E402
 
@@ -65,7 +65,7 @@ def _ratio(times: dict[str, list[float]], a: str, b: str) -> float | None:
     """Median of the per-repetition ratios a / b (None when b was not measured)."""
     if a not in times or b not in times:
         return None
-    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+    return median_ratio(times[a], times[b])
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mmrepro.metrics.efficiency import median_ratio  # noqa: E402
 from mmrepro.models import vsr_frontends  # noqa: E402
 from mmrepro.models.temporal_conv import temporal_conv3d  # noqa: E402
 from mmrepro.models.vsr_frontends import VisualConformer, VSRConfig  # noqa: E402
@@ -82,11 +83,6 @@ def measure(frames: int, repeats: int) -> dict[str, list[float]]:
     return times
 
 
-def _ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median of the per-repetition ratios a / b."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, nargs="+", default=[40, 59, 83, 107])
@@ -103,8 +99,8 @@ def main() -> None:
     for frames in args.frames:
         times = measure(frames, args.repeats)
         row = {"frames": frames, **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
-               "stem_conv3d_over_temporal": _ratio(times, "stem_conv3d", "stem_temporal"),
-               "step_conv3d_over_temporal": _ratio(times, "step_conv3d", "step_temporal")}
+               "stem_conv3d_over_temporal": median_ratio(times["stem_conv3d"], times["stem_temporal"]),
+               "step_conv3d_over_temporal": median_ratio(times["step_conv3d"], times["step_temporal"])}
         rows.append(row)
         print(f"{frames:>5}{row['stem_conv3d_ms']:>16.1f}{row['stem_temporal_ms']:>18.1f}"
               f"{row['stem_conv3d_over_temporal']:>7.2f}x{row['step_conv3d_ms']:>16.1f}{row['step_temporal_ms']:>18.1f}"

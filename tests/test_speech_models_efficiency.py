@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrepro.metrics.efficiency import loglog_slope
+from mmrepro.metrics.efficiency import loglog_slope, median_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +39,7 @@ def test_slope_fit():
     bench = _bench()
     assert loglog_slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
     assert loglog_slope([1, 2, 4], [5, 10, 20]) == pytest.approx(1.0)
+    assert median_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 2.0]) == 2.0  # ratios 2, 3, 1.5: the median of pairs
     assert bench.frames(20) == 2001
 
 

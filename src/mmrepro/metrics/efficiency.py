@@ -9,6 +9,7 @@ rows its evaluate stage returns (deterministic, a few seconds on CPU: counted on
 from __future__ import annotations
 
 import math
+import statistics
 import weakref
 from collections.abc import Iterable
 
@@ -33,6 +34,12 @@ def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
     my = sum(p[1] for p in pts) / len(pts)
     den = sum((p[0] - mx) ** 2 for p in pts)
     return round(sum((p[0] - mx) * (p[1] - my) for p in pts) / den, 3)
+
+
+def median_ratio(xs: Iterable[float], ys: Iterable[float]) -> float:
+    """Median of the paired ratios x_i / y_i: the benchmarks' side-by-side speed ratio (repetition i of both
+    measured back to back, so a load change hits both sides of a pair)."""
+    return statistics.median(x / y for x, y in zip(xs, ys, strict=True))
 
 
 def frames(seconds: float) -> int:
