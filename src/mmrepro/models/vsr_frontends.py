@@ -143,7 +143,7 @@ class Conv3dResNetFrontEnd(nn.Module):
 
     The stem sees 5 frames (temporal kernel 5, stride 1, so T is kept); the trunk runs on every
     frame independently; global average pooling then a linear layer to d. The stem's Conv3d is run by
-    `temporal_conv3d` (same forward; its weight gradient ~2.5x faster on CPU), its parameters unchanged.
+    `temporal_conv3d` (same forward; the stem 3-5x faster on CPU, `benchmarks/vsr_stem.py`), parameters unchanged.
     """
 
     def __init__(self, image_size: int, d_model: int, width: int = 64, dropout: float = 0.0,
