@@ -23,6 +23,11 @@ def _tiny(seed: int, blank_bias: float = 1.5) -> tuple[TransducerHead, torch.Ten
     return head, torch.randn(1, 3, 4)
 
 
+def _search_alone(head: TransducerHead, enc: torch.Tensor, beam: int, max_symbols: int) -> list[tuple[list[int], float]]:
+    """One utterance's frames (T, d) searched as a batch of one: its final beam, (labels, log-prob) best first."""
+    return head._beam_search_batch(enc[None], torch.tensor([enc.shape[0]]), beam, max_symbols)[0]
+
+
 def _exact_log_probs(head: TransducerHead, enc: torch.Tensor, max_len: int) -> dict[tuple[int, ...], float]:
     """log P(y|x) = -rnnt_loss for every label sequence y of length <= max_len (one batch)."""
     seqs = [s for n in range(max_len + 1) for s in itertools.product([1, 2], repeat=n)]
@@ -54,7 +59,7 @@ def test_wide_beam_is_exact_against_the_forward_algorithm(seed):
     head, enc = _tiny(seed, blank_bias=3.0)
     max_symbols, max_len = 3, 9  # with 3 frames, at most 9 labels fit into 3 per frame
     exact = _exact_log_probs(head, enc, max_len)
-    nbest = head._beam_search_one(enc[0], beam=2048, max_symbols=max_symbols)
+    nbest = _search_alone(head, enc[0], beam=2048, max_symbols=max_symbols)
     found = {tuple(y): s for y, s in nbest}
     assert len(found) == len(exact)  # nothing pruned: every sequence that fits is a hypothesis
     # alignments of up to max_symbols labels per frame: all of them when len(y) <= max_symbols
@@ -109,7 +114,7 @@ def test_batched_search_equals_one_utterance_at_a_time(seed):
     enc = torch.randn(len(lens), 9, 8, dtype=torch.float64)
     batched = head._beam_search_batch(enc, lens, beam=4, max_symbols=3)
     for i, n_frames in enumerate(lens.tolist()):
-        alone = head._beam_search_one(enc[i, :n_frames], beam=4, max_symbols=3)
+        alone = _search_alone(head, enc[i, :n_frames], beam=4, max_symbols=3)
         assert [y for y, _ in batched[i]] == [y for y, _ in alone]
         assert [s for _, s in batched[i]] == pytest.approx([s for _, s in alone], abs=1e-12)
     assert any(len(y) > 2 for nbest in batched for y, _ in nbest)  # the heads do emit

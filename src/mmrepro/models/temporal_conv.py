@@ -9,7 +9,7 @@ t - pt .. t - pt + kt - 1, so stacking those kt frames as channels (Cin * kt of 
 weight gradient is several times faster than the 3D one.
 
 `temporal_conv3d(x, weight, stride, padding)` is F.conv3d forward (same values), with that backward for
-the weight (same values up to float summation order; `tests/test_vsr_models.py`) and torch's own 3D
+the weight (same values up to float summation order; `tests/test_temporal_conv.py`) and torch's own 3D
 input gradient when the input needs one. Temporal stride and dilation are 1, no bias: what the stem uses.
 """
 

@@ -179,12 +179,6 @@ class TransducerHead(nn.Module):
             raise ValueError(f"beam and max_symbols must be >= 1, got {beam}, {max_symbols}")
         return [nbest[0][0] for nbest in self._beam_search_batch(enc, enc_lengths, beam, max_symbols)]
 
-    def _beam_search_one(self, enc: torch.Tensor, beam: int, max_symbols: int) -> list[tuple[list[int], float]]:
-        """Beam search over one utterance's frames enc (T, d): the final beam as (labels, log-prob),
-        best first (see `beam_search`)."""
-        lengths = torch.tensor([enc.shape[0]], device=enc.device)
-        return self._beam_search_batch(enc[None], lengths, beam, max_symbols)[0]
-
     @torch.no_grad()
     def _beam_search_batch(self, enc: torch.Tensor, enc_lengths: torch.Tensor, beam: int,
                            max_symbols: int) -> list[list[tuple[list[int], float]]]:
