@@ -53,6 +53,12 @@ def test_report_has_starcapnet_rows_with_numbers(repo):
     md = (repo / "reports/comparison.md").read_text()
     assert f"| [{PAPER}](#{PAPER}) | count_accuracy |" in md and f"\n## {PAPER}\n" in md
     assert f'<section class="paper" id="{PAPER}">' in (repo / "reports/comparison.html").read_text()
+    # each stage's cost (mmrepro.compute), a DVC output of its own stage, and the report's line from them
+    costs = [json.loads((repo / "reports/compute" / PAPER / f"{stage}.json").read_text())
+             for stage in ("prepare", "train", "evaluate")]
+    assert all(c["wall_s"] > 1.0 and c["cpu_s"] > 0.5 and c["device"] == "cpu" for c in costs)
+    assert costs[1]["resumed"] is False and costs[1]["processes"] == 1
+    assert "\n- Compute: prepare " in md and ", train " in md and "Compute of the stages that made these results: " in md
 
 
 def test_mlflow_run_holds_params_metrics_artifacts_and_tags(repo):

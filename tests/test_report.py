@@ -16,7 +16,7 @@ from mmrepro.pipeline import dvc_metrics, results_table
 from mmrepro.report.curves import write_curves
 from mmrepro.report.render import _code, write_reports
 from mmrepro.report.results_json import results_document
-from mmrepro.report.sections import Page, count_outcomes, headline_row, outcome, reason, section
+from mmrepro.report.sections import Page, count_outcomes, headline_row, outcome, reason, section, total_compute
 from mmrepro.report.stage import concepts
 
 from .conftest import REPO
@@ -160,10 +160,16 @@ def _page(rows, tmp_path: Path, experiment_id=None, tracking_uri="sqlite:///x.db
     provenance = {"paper": "conformer", "title": "Gulati et al. 2020, Conformer", "dataset": "librispeech",
                   "splits": {"train": 10, "test-clean": 2}, "config": {**RECIPE, "batch_size": 8},
                   "departures": ["greedy decoding"], "mlflow_runs": {"0": "abc123"}, "tracking_uri": tracking_uri}
-    sec = section("conformer", rows, REFS, provenance, RECIPE, "differs (batch_size)", tmp_path, experiment_id)
+    sec = section("conformer", rows, REFS, provenance, RECIPE, "differs (batch_size)", tmp_path, experiment_id, COSTS)
     env = {"date": "2026-01-01", "git sha": "abc", "python": "3.11", "torch": "2", "cuda": "none",
            "device": "cpu", "profile": "cpu"}
-    return Page(environment=env, counts=count_outcomes(rows), sections=[sec], concepts=concepts(["conformer"]))
+    return Page(environment=env, counts=count_outcomes(rows), sections=[sec], concepts=concepts(["conformer"]),
+                compute=total_compute([COSTS, []]))
+
+
+COSTS = [{"stage": "prepare", "wall_s": 70.0, "cpu_s": 130.0, "device": "cpu", "threads": 2},
+         {"stage": "train", "wall_s": 558.0, "cpu_s": 1100.0, "device": "cpu", "threads": 2, "resumed": False},
+         {"stage": "evaluate", "wall_s": 48.4, "cpu_s": 90.0, "device": "cpu", "threads": 2}]
 
 
 def test_written_files_plain_csv_json_and_the_same_page_in_md_and_html(tmp_path: Path):
@@ -187,6 +193,10 @@ def test_written_files_plain_csv_json_and_the_same_page_in_md_and_html(tmp_path:
         assert "https://arxiv.org/abs/2005.08100" in text and "https://arxiv.org/pdf/2005.08100" in text
         assert "../references/conformer.yaml" in text and "plots/conformer/curves_seed0.png" in text
         assert "abc123" in text and "batch_size" in text and "greedy decoding" in text
+        # the stages' cost (mmrepro.compute): per paper, and the run's total over the papers with a record
+        assert "Compute: prepare 1.2 min, train 9.3 min, evaluate 48 s: 11.3 min wall, 22.0 min CPU (cpu, 2 threads)" in text
+        assert ("Compute of the stages that made these results: 11.3 min wall, 22.0 min CPU over 1 paper(s) "
+                "(1 without a record)") in text
     assert '<img src="plots/conformer/curves_seed0.png"' in page
     # shown: the measured test-clean comparison and the unmeasured test-other entry; folded: ctc (no number)
     shown, folded = page.split("<details><summary>1 more row(s)")

@@ -10,6 +10,7 @@ Paths (all relative to the repo root, which is DVC's working directory):
     reports/eval/<paper>/         evaluate: predictions, per-example scores, images (seed<k>/)
     reports/provenance/<paper>.json  evaluate: the results aggregated over seeds and what produced them
     reports/metrics/<paper>.json  evaluate: numbers only, the means users compare (DVC's metrics view)
+    reports/compute/<paper>/<stage>.json  prepare, train, evaluate: the stage's wall and CPU time (mmrepro.compute)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from mmrepro.compute import stage_cost
 from mmrepro.config import Params, dataset_settings, paper_config
 from mmrepro.data.loader import LoaderSettings
 from mmrepro.data.rejects import collecting
@@ -91,7 +93,7 @@ def sweep_leftovers(name: str) -> None:
     the paper's other stages from its run-cache, and by each stage of the paper at its start."""
     tmp = [p.with_name(p.name + ".tmp") for p in (data_dir(name), artifacts_dir(name), plots_dir(name), eval_dir(name),
                                                   provenance_path(name), metrics_path(name), external_record(name))]
-    for stale in sweep_tmp(*tmp, Path("checkpoints") / name):
+    for stale in sweep_tmp(*tmp, Path("checkpoints") / name, Path("reports/compute") / name):
         print(f"[{name}] removed {stale}, left by a killed stage")
 
 
@@ -125,7 +127,7 @@ def prepare(params: Params, name: str) -> DataInfo:
     settings = dataset_settings(params)
     paper, cfg = get_paper(name, settings), paper_config(params, name)
     paper.params_key = f"configs/{name}.yaml:{params.profile}"
-    with atomic_dir(data_dir(name)) as tmp:
+    with stage_cost("prepare", name), atomic_dir(data_dir(name)) as tmp:
         seed_everything(params.data_seed)
         with collecting() as rejects:  # inputs the readers skip on purpose, with their reasons
             info = paper.prepare(cfg, tmp, params.data_seed)
@@ -243,7 +245,10 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
     runs: dict[int, str] = {}
     fingerprints: dict[str, str] = {}
     training: dict[str, dict] = {}  # "seed<k>/<variant>" -> how far training went (for the verdict)
-    with atomic_dir(artifacts_dir(name)) as out, atomic_dir(plots_dir(name)) as plots:
+    # the cost record is written last, after the outputs are in place (one process's figures: rank 0's)
+    with (stage_cost("train", name, device.type) as cost, atomic_dir(artifacts_dir(name)) as out,
+          atomic_dir(plots_dir(name)) as plots):
+        cost.update(processes=world.size, resumed=False)
         for seed in params.seeds:
             ckpt_dir = Path("checkpoints") / name / f"seed{seed}"
             run_id_file = ckpt_dir / "mlflow_run.json"
@@ -284,6 +289,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                     )
                     buffer.flush()
                     histories[variant.name] = history
+                    cost["resumed"] |= history.resumed
                     training[f"seed{seed}/{variant.name}"] = {"completed": history.completed, "epochs": history.epochs_done,
                                                          "optimizer_steps": history.optimizer_steps,
                                                          "averaged_epochs": history.averaged_epochs}
@@ -364,7 +370,7 @@ def evaluate(params: Params, name: str) -> dict:
     paper.training_completed = all(t.get("completed", False) for t in trained.get("training", {}).values())
     device = pick_device()
     per_seed: dict[int, list[Result]] = {}
-    with atomic_dir(eval_dir(name)) as out:
+    with stage_cost("evaluate", name, device.type), atomic_dir(eval_dir(name)) as out:
         for seed in params.seeds:
             seed_everything(seed)
             models = {}

@@ -112,6 +112,7 @@ class TrainHistory:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (global step, loss)
     validation: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch, with "epoch", "step"
     resumed_from_epoch: int = 0
+    resumed: bool = False  # a checkpoint was loaded (also one written mid-way through the first epoch)
     epochs_done: int = 0
     optimizer_steps: int = 0
     capped: bool = False  # a max_steps / max_steps_per_epoch cap cut training short
@@ -179,6 +180,7 @@ def _restore(state: dict, model, optimizer, scheduler, history: TrainHistory) ->
     history.validation = json.loads(state["validation"])
     history.capped = bool(state.get("capped", False))
     history.resumed_from_epoch = int(state["epoch"])
+    history.resumed = True
     return _Position(int(state["epoch"]), int(state["step"]), int(state.get("micro", 0)), int(state.get("batch", 0)))
 
 

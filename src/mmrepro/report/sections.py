@@ -94,6 +94,7 @@ class Section:
     figures: list[Link]  # href relative to the report
     more_figures: list[Link]
     runs: list[tuple[str, str, str | None]]  # (seed, run id, MLflow URL when the tracking URI is a server)
+    compute: str = ""  # "prepare 1.2 min, train 9.3 min, evaluate 48 s: 11.3 min (...)"; mmrepro.compute
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Page:
     counts: dict[str, int]
     sections: list[Section]
     concepts: list[dict]
+    compute: str = ""  # every selected paper's stages together (describe_compute)
 
 
 def pdf_url(refs: References) -> str | None:
@@ -179,7 +181,7 @@ def run_links(provenance: dict, experiment_id: str | None) -> list[tuple[str, st
 
 
 def section(paper: str, rows: list[Row], refs: References, provenance: dict, recipe: dict | None,
-            recipe_status: str, reports: Path, experiment_id: str | None) -> Section:
+            recipe_status: str, reports: Path, experiment_id: str | None, costs: list[dict] | None = None) -> Section:
     shown, folded = fold(rows)
     found = figures(paper, reports)
     pdf = pdf_url(refs)
@@ -191,7 +193,37 @@ def section(paper: str, rows: list[Row], refs: References, provenance: dict, rec
         recipe_diff=recipe_diff(provenance.get("config"), recipe), departures=list(provenance.get("departures", [])),
         rows=[DetailRow.of(r, pdf) for r in shown], folded=[DetailRow.of(r, pdf) for r in folded],
         figures=found[:MAX_FIGURES], more_figures=found[MAX_FIGURES:], runs=run_links(provenance, experiment_id),
+        compute=describe_compute(costs or []),
     )
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def describe_compute(records: list[dict]) -> str:
+    """One line from a paper's stage cost records (mmrepro.compute, in stage order): each stage's wall time,
+    their sum, the CPU time and where they ran; "not recorded" without records."""
+    if not records:
+        return "not recorded"
+    stages = ", ".join(f"{r['stage']} {duration(r['wall_s'])}" for r in records)
+    wall, cpu = sum(r["wall_s"] for r in records), sum(r["cpu_s"] for r in records)
+    where = sorted({f"{r['device']}, {r['threads']} thread{'s' if r['threads'] != 1 else ''}" for r in records})
+    extra = "; training resumed from a checkpoint: its time is the last attempt's" if any(
+        r.get("resumed") for r in records) else ""
+    return f"{stages}: {duration(wall)} wall, {duration(cpu)} CPU ({'; '.join(where)}){extra}"
+
+
+def total_compute(per_paper: list[list[dict]]) -> str:
+    """The run's papers together: wall and CPU time summed over every recorded stage, and how many papers
+    have no record."""
+    records = [r for costs in per_paper for r in costs]
+    missing = sum(not costs for costs in per_paper)
+    if not records:
+        return "not recorded"
+    wall, cpu = sum(r["wall_s"] for r in records), sum(r["cpu_s"] for r in records)
+    return (f"{duration(wall)} wall, {duration(cpu)} CPU over {len(per_paper) - missing} paper(s)"
+            + (f" ({missing} without a record)" if missing else ""))
 
 
 def count_outcomes(rows: list[Row]) -> dict[str, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import yaml
 
+from mmrepro.compute import STAGES
 from mmrepro.config import Params, selected_papers
 from mmrepro.datasets import load_identities
 from mmrepro.environment import environment
@@ -22,7 +23,7 @@ from mmrepro.report.curves import write_curves
 from mmrepro.report.references import References, load_references
 from mmrepro.report.render import environment_block, write_reports
 from mmrepro.report.results_json import results_document
-from mmrepro.report.sections import Page, count_outcomes, section
+from mmrepro.report.sections import Page, count_outcomes, section, total_compute
 from mmrepro.tracking import display_uri, experiment_id, link_runs, open_run, run_tags
 
 
@@ -50,6 +51,13 @@ def load_record(name: str, profile: str, reports: Path) -> dict:
     return record
 
 
+def load_costs(name: str, reports: Path) -> list[dict]:
+    """The paper's stage cost records (reports/compute/<paper>/<stage>.json, mmrepro.compute) in stage order;
+    a stage without one (outputs made before costs were recorded) is left out."""
+    paths = [reports / "compute" / name / f"{stage}.json" for stage in STAGES]
+    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+
+
 def concepts(shown: list[str]) -> list[dict]:
     """The overview notebook's concepts (concepts.yaml), each paper marked as in this report or not."""
     listed = yaml.safe_load(resources.files("mmrepro.report").joinpath("concepts.yaml").read_text())
@@ -60,7 +68,7 @@ def concepts(shown: list[str]) -> list[dict]:
 
 
 def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, Path]:
-    rows, sections = [], []
+    rows, sections, costs = [], [], []
     paper_runs: dict[str, dict[str, str]] = {}  # paper -> {seed: MLflow training run id}, linked from the report run
     identities = load_identities()
     names = selected_papers(params)
@@ -75,13 +83,15 @@ def build_report(params: Params, out_dir: Path = Path("reports")) -> dict[str, P
             # the page lists the differing keys in a table of their own: the line says how many
             status = re.sub(r"differs \(([^)]*)\)", lambda m: f"differs in {m[1].count(',') + 1} key(s)",
                             recipe_check(record, recipe).status)
-            sections.append(section(name, paper_rows, refs, record, recipe, status, out_dir, exp_id))
+            costs.append(load_costs(name, out_dir))
+            sections.append(section(name, paper_rows, refs, record, recipe, status, out_dir, exp_id, costs[-1]))
             rows += paper_rows
             write_json_atomic(results / f"{name}.json", results_document(record))
     write_curves(names, out_dir / "plots", out_dir / "curves")
     env = environment()
     page = Page(environment=environment_block(env, params.profile, params.seeds, display_uri()),
-                counts=count_outcomes(rows), sections=sections, concepts=concepts(names))
+                counts=count_outcomes(rows), sections=sections, concepts=concepts(names),
+                compute=total_compute(costs))
     paths = write_reports(rows, page, out_dir)
     with open_run(params.mlflow.experiment, run_name=f"report-{params.profile}",
                   tags=run_tags("report", {"profile": params.profile})):
