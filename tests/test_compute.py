@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrepro.compute import compute_path, process_age, stage_cost
+from mmrepro.compute import compute_path, cpu_model, process_age, stage_cost
 from mmrepro.report.sections import describe_compute, total_compute
 
 
@@ -39,6 +39,7 @@ def test_a_stage_records_its_wall_and_cpu_time_with_its_children(tmp_path: Path,
     assert saved["wall_s"] >= 0.3 + 0.5 + 0.2 - 0.05
     assert saved["wall_s"] == pytest.approx(process_age(), abs=5.0)
     assert saved["device"] == "cpu" and saved["threads"] >= 1 and "omp_wait_policy" in saved
+    assert saved["cpu"] == cpu_model()
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -72,3 +73,15 @@ def test_report_lines_from_the_records():
     assert describe_compute([]) == "not recorded"
     assert total_compute([records, records[:1], []]) == "10.2 min wall, 19.5 min CPU over 2 paper(s) (1 without a record)"
     assert total_compute([[], []]) == "not recorded"
+
+
+def test_cpu_model_names_the_first_processor_and_its_widest_vector_extension(tmp_path: Path):
+    info = tmp_path / "cpuinfo"
+    one = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\n"
+    info.write_text(one.format(n=0) + "flags\t\t: fpu sse4_2 avx avx2 fma\n\n" + one.format(n=1) + "flags\t\t: avx512f\n")
+    assert cpu_model(info) == "AMD EPYC 7B13 (family 25, model 1; avx2)"
+    info.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: avx2 avx512f\n")
+    assert cpu_model(info) == "Xeon (avx512f)"
+    info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # an ARM machine names no model
+    assert cpu_model(info) == "unknown"
+    assert cpu_model(tmp_path / "missing") == "unknown"

@@ -8,7 +8,9 @@ workers and the `espeak-ng` / `flite` processes they run, the PTB tokenizer's JV
 cpu_s / wall_s says how many cores the stage kept busy. A child still running when the work is done is not
 counted: METEOR's JVM, which pycocoevalcap keeps for the process's life (mmrepro.metrics.captions), so a
 captioner's evaluate shows less CPU than it used. The record also names the device, torch's thread count and OpenMP's wait policy
-(`mmrepro.threads`): the figures are only comparable between runs that agree on those.
+(`mmrepro.threads`), and the CPU (model, family and the widest vector extension: a 2-core VM may move to
+another host, and on 2026-12-02 one Conformer step here took 1.5-1.75x as long as the day before): the figures are
+only comparable between runs that agree on those.
 
 The file is a DVC output of its own stage, not part of the outputs later stages depend on: prepare's data stays
 byte-identical from run to run, so a repeated prepare does not retrain. A stage restored from DVC's run-cache
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from mmrepro.fileio import write_json_atomic
 
-__all__ = ["STAGES", "compute_path", "process_age", "stage_cost"]
+__all__ = ["STAGES", "compute_path", "cpu_model", "process_age", "stage_cost"]
 
 STAGES = ("prepare", "train", "evaluate")
 
@@ -45,6 +47,23 @@ def process_age(proc: Path = Path("/proc")) -> float | None:
         return float((proc / "uptime").read_text().split()[0]) - started
     except (OSError, ValueError, IndexError):
         return None
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """"AMD EPYC (family 25, model 1; avx2)": the first processor's model name, family and model numbers and
+    its widest x86 vector extension; "unknown" where /proc/cpuinfo cannot be read."""
+    try:
+        first = cpuinfo.read_text().split("\n\n", 1)[0]
+    except OSError:
+        return "unknown"
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
+    ids = ", ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model") if k in fields)
+    details = "; ".join(x for x in (ids, vector) if x)
+    name = fields.get("model name", "unknown")
+    return f"{name} ({details})" if details else name
 
 
 def _cpu_seconds() -> float:
@@ -68,5 +87,6 @@ def stage_cost(stage: str, paper: str, device: str = "cpu") -> Iterator[dict]:
     record.update({
         "wall_s": round(wall, 2), "cpu_s": round(_cpu_seconds(), 2), "device": device,
         "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "cpu": cpu_model(),
     })
     write_json_atomic(compute_path(paper, stage), record)
