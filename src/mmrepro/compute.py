@@ -33,8 +33,8 @@ __all__ = ["STAGES", "compute_path", "cpu_model", "process_age", "stage_cost"]
 STAGES = ("prepare", "train", "evaluate")
 
 
-def compute_path(paper: str, stage: str) -> Path:
-    return Path("reports/compute") / paper / f"{stage}.json"
+def compute_path(paper: str, stage: str, reports: Path = Path("reports")) -> Path:
+    return reports / "compute" / paper / f"{stage}.json"
 
 
 def process_age(proc: Path = Path("/proc")) -> float | None:

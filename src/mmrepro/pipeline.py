@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from mmrepro.compute import stage_cost
+from mmrepro.compute import compute_path, stage_cost
 from mmrepro.config import Params, dataset_settings, paper_config
 from mmrepro.data.loader import LoaderSettings
 from mmrepro.data.rejects import collecting
@@ -93,7 +93,7 @@ def sweep_leftovers(name: str) -> None:
     the paper's other stages from its run-cache, and by each stage of the paper at its start."""
     tmp = [p.with_name(p.name + ".tmp") for p in (data_dir(name), artifacts_dir(name), plots_dir(name), eval_dir(name),
                                                   provenance_path(name), metrics_path(name), external_record(name))]
-    for stale in sweep_tmp(*tmp, Path("checkpoints") / name, Path("reports/compute") / name):
+    for stale in sweep_tmp(*tmp, Path("checkpoints") / name, compute_path(name, "train").parent):
         print(f"[{name}] removed {stale}, left by a killed stage")
 
 

@@ -201,17 +201,21 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
+def _wall_and_cpu(records: list[dict]) -> str:
+    """"11.3 min wall, 22.0 min CPU": the records' wall and CPU seconds summed."""
+    return f"{duration(sum(r['wall_s'] for r in records))} wall, {duration(sum(r['cpu_s'] for r in records))} CPU"
+
+
 def describe_compute(records: list[dict]) -> str:
     """One line from a paper's stage cost records (mmrepro.compute, in stage order): each stage's wall time,
     their sum, the CPU time and where they ran; "not recorded" without records."""
     if not records:
         return "not recorded"
     stages = ", ".join(f"{r['stage']} {duration(r['wall_s'])}" for r in records)
-    wall, cpu = sum(r["wall_s"] for r in records), sum(r["cpu_s"] for r in records)
     where = sorted({f"{r['device']}, {r['threads']} thread{'s' if r['threads'] != 1 else ''}" for r in records})
     extra = "; training resumed from a checkpoint: its time is the last attempt's" if any(
         r.get("resumed") for r in records) else ""
-    return f"{stages}: {duration(wall)} wall, {duration(cpu)} CPU ({'; '.join(where)}){extra}"
+    return f"{stages}: {_wall_and_cpu(records)} ({'; '.join(where)}){extra}"
 
 
 def total_compute(per_paper: list[list[dict]]) -> str:
@@ -221,8 +225,7 @@ def total_compute(per_paper: list[list[dict]]) -> str:
     missing = sum(not costs for costs in per_paper)
     if not records:
         return "not recorded"
-    wall, cpu = sum(r["wall_s"] for r in records), sum(r["cpu_s"] for r in records)
-    return (f"{duration(wall)} wall, {duration(cpu)} CPU over {len(per_paper) - missing} paper(s)"
+    return (f"{_wall_and_cpu(records)} over {len(per_paper) - missing} paper(s)"
             + (f" ({missing} without a record)" if missing else ""))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from mmrepro.compute import STAGES
+from mmrepro.compute import STAGES, compute_path
 from mmrepro.config import Params, selected_papers
 from mmrepro.datasets import load_identities
 from mmrepro.environment import environment
@@ -54,7 +54,7 @@ def load_record(name: str, profile: str, reports: Path) -> dict:
 def load_costs(name: str, reports: Path) -> list[dict]:
     """The paper's stage cost records (reports/compute/<paper>/<stage>.json, mmrepro.compute) in stage order;
     a stage without one (outputs made before costs were recorded) is left out."""
-    paths = [reports / "compute" / name / f"{stage}.json" for stage in STAGES]
+    paths = [compute_path(name, stage, reports) for stage in STAGES]
     return [json.loads(p.read_text()) for p in paths if p.is_file()]
 
 
