@@ -2,7 +2,8 @@
 reports/compute/<paper>/<stage>.json, which the report shows per paper (time to prepare, train, evaluate).
 
 Wall time is the process's age when the stage's work is done, read from /proc (so it includes starting Python
-and importing torch, a good part of a smoke run), or the time since the block began where /proc is missing.
+and importing torch, a good part of a smoke run), or the time since the block began where /proc is missing. The
+work includes logging to MLflow (train logs as it trains; evaluate logs its results last, inside the block).
 CPU time is user + system of the process and of the child processes it waited for (prepare's synthesis
 workers and the `espeak-ng` / `flite` processes they run, the PTB tokenizer's JVM), so on a CPU machine
 cpu_s / wall_s says how many cores the stage kept busy. A child still running when the work is done is not

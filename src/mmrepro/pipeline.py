@@ -363,14 +363,21 @@ def evaluate(params: Params, name: str) -> dict:
     logged by `publish_evaluation`. An MLflow failure after that is one line (TrackingError) naming what was
     kept and the replay command."""
     sweep_leftovers(name)
+    device = pick_device()
+    # the cost record spans the MLflow logging too: importing mlflow and its SQL store and logging the
+    # artifacts take 4-6 s a paper here, about half of a smoke evaluate stage
+    with stage_cost("evaluate", name, device.type):
+        return _score_and_publish(params, name, device)
+
+
+def _score_and_publish(params: Params, name: str, device: torch.device) -> dict:
     paper, cfg = get_paper(name, dataset_settings(params)), paper_config(params, name)
     info, data_fp = verified_inputs(name)
     built = paper.build(cfg, data_dir(name))
     trained = json.loads((artifacts_dir(name) / "runs.json").read_text())
     paper.training_completed = all(t.get("completed", False) for t in trained.get("training", {}).values())
-    device = pick_device()
     per_seed: dict[int, list[Result]] = {}
-    with stage_cost("evaluate", name, device.type), atomic_dir(eval_dir(name)) as out:
+    with atomic_dir(eval_dir(name)) as out:
         for seed in params.seeds:
             seed_everything(seed)
             models = {}
