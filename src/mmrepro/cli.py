@@ -1,5 +1,5 @@
 """Shared entry-point wrapper: a params or dataset problem is one line on stderr and exit code 2; a
-prepared file that fails verification or an MLflow failure is one line and exit code 1."""
+prepared file that fails verification, an MLflow failure or a full disk is one line and exit code 1."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mmrepro.config import Params, ParamsError, load_params
 from mmrepro.datasets import DatasetError
 from mmrepro.papers import REGISTRY
 from mmrepro.provenance import DataIntegrityError
-from mmrepro.errors import TrackingError
+from mmrepro.errors import DiskFullError, TrackingError
 
 
 def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: int = 1, many: bool = False) -> None:
@@ -37,6 +37,8 @@ def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: i
         _fail(f"data: {exc}", 1)
     except TrackingError as exc:  # MLflow failed: what was kept on disk and how to log it later
         _fail(str(exc), 1)
+    except DiskFullError as exc:  # not torch's "iostream error": which file, how much it needed, how much was free
+        _fail(f"disk: {exc.strerror}", 1)
     except DatasetError as exc:  # a missing, undecodable or non-official external dataset: one line
         _fail(f"dataset: {_one_line(exc)}", 2)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from mmrepro.errors import DiskFullError
 
 
 @contextmanager
@@ -37,6 +40,38 @@ def write_text_atomic(path: Path | str, text: str) -> None:
 
 def write_json_atomic(path: Path | str, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch_atomic(obj: Any, path: Path | str) -> None:
+    """`torch.save` through a sibling temp file, so a crash leaves no half-written checkpoint or weights. A full
+    disk is said in words: torch's zip writer reports it only as "iostream error" / "unexpected pos"."""
+    import torch  # here, not at the top: the report stage writes JSON through this module without torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    free = shutil.disk_usage(path.parent).free  # before: torch's writer keeps the partial file open on failure
+    try:
+        torch.save(obj, tmp)
+    except (RuntimeError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        need = _tensor_bytes(obj)
+        if getattr(exc, "errno", None) == errno.ENOSPC or need >= free:
+            raise DiskFullError(errno.ENOSPC, f"no space left on the disk of {path}: it needs ~{need / 1e6:,.0f} MB, "
+                                f"{free / 1e6:,.0f} MB were free (a full-size training run writes ~5x its weights: "
+                                "checkpoint with optimizer state, weights, MLflow's copy)") from exc
+        raise
+    os.replace(tmp, path)
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) dict / list / tuple: about what torch.save writes."""
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_tensor_bytes(v) for v in obj)
+    nbytes = getattr(obj, "nbytes", None)  # torch.Tensor and numpy arrays
+    return int(nbytes) if isinstance(nbytes, int) else 0
 
 
 def sweep_tmp(*paths: Path | str) -> list[Path]:

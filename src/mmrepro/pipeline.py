@@ -32,7 +32,7 @@ from mmrepro.data.rejects import collecting
 from mmrepro.datasets import portable_paths, stat_fingerprint
 from mmrepro.distributed import World, current_world, device_for, process_group
 from mmrepro.environment import environment, pick_device
-from mmrepro.fileio import atomic_dir, sweep_tmp, write_json_atomic, write_text_atomic
+from mmrepro.fileio import atomic_dir, save_torch_atomic, sweep_tmp, write_json_atomic, write_text_atomic
 from mmrepro.papers import get_paper
 from mmrepro.papers.base import DataInfo, Result
 from mmrepro.report.references import load_references
@@ -295,7 +295,7 @@ def _train_main(params: Params, name: str, world: World) -> dict[int, str]:
                                                          "averaged_epochs": history.averaged_epochs}
                     (out / f"seed{seed}").mkdir(exist_ok=True)
                     weights = out / f"seed{seed}" / f"{variant.name}.pt"
-                    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+                    save_torch_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
                     _write_curves(plots, variant.name, seed, history)
                     n_params = sum(p.numel() for p in model.parameters())
                     log_trained_model(model, f"{variant.name}-seed{seed}")

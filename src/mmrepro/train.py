@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -39,6 +38,7 @@ from mmrepro.averaging import EpochAverage
 from mmrepro.checkpoint import load_resumable
 from mmrepro.data.loader import LoaderSettings, PlannedBatches
 from mmrepro.distributed import World, all_gather_object, average_gradients, broadcast_object, sum_across
+from mmrepro.fileio import save_torch_atomic
 from mmrepro.papers.base import TrainConfig, Variant
 from mmrepro.tracking import MetricBuffer, metric_key
 
@@ -124,10 +124,7 @@ class TrainHistory:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_torch_atomic(state, path)
 
 
 def _optimizer_step(model, optimizer, scheduler, cfg: TrainConfig, step: int) -> int:

@@ -43,6 +43,7 @@ from mmrepro.metrics.wer import NORMALISATION, WerResult, espnet_table, save_hyp
 from mmrepro.models.ctc import CTCHead
 from mmrepro.models.transducer import TransducerHead
 from mmrepro.datasets import DatasetError
+from mmrepro.fileio import save_torch_atomic
 from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant
 
 VARIANTS = ("ctc", "transducer")
@@ -151,10 +152,10 @@ def _save_features(rows: list[dict[str, Any]], path: Path) -> None:
         feats = [log_mel(load_audio(r["audio_filepath"]), _fbank()) for r in rows]
     finally:
         torch.set_num_threads(threads)
-    torch.save({"feats": torch.cat(feats).half(), "lengths": torch.tensor([f.shape[0] for f in feats]),
-                "texts": [r["text"] for r in rows], "ids": [r.get("utt_id", str(i)) for i, r in enumerate(rows)],
-                "speakers": [r.get("speaker") for r in rows]},
-               path)
+    save_torch_atomic({"feats": torch.cat(feats).half(), "lengths": torch.tensor([f.shape[0] for f in feats]),
+                       "texts": [r["text"] for r in rows], "ids": [r.get("utt_id", str(i)) for i, r in enumerate(rows)],
+                       "speakers": [r.get("speaker") for r in rows]},
+                      path)
 
 
 class _FeatureSet:
