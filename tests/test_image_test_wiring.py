@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 
 from .conftest import REPO
 
@@ -42,3 +43,15 @@ def test_pip_sources_become_build_args_and_read_only_mounts():
                       "--volume", "/opt/pypi:/run/mmrepro-build/opt/pypi:ro",
                       "--volume", "/opt/wheels:/run/mmrepro-build/opt/wheels:ro"]
     assert image_test.pip_sources("global.timeout='60'\n") == ([], [])
+
+
+def test_a_build_without_the_disk_it_needs_is_skipped_with_the_figures(monkeypatch, capsys):
+    """`false inspect ...` / `true inspect ...` stand in for buildah: the image is not / is already built."""
+    free = shutil.disk_usage("/").free / 1e9
+    monkeypatch.setattr(image_test, "COLD_BUILD_GB", free * 2)
+    monkeypatch.setattr(image_test, "REBUILD_GB", 0)
+    assert image_test.enough_disk(["false"]) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"image test: SKIPPED: a cold build needs ~{free * 2} GB free on the disk of "
+                          "/var/lib/containers/storage; ") and out.rstrip().endswith(" GB are free")
+    assert image_test.enough_disk(["true"]) is True and capsys.readouterr().out == ""
