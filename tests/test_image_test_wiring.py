@@ -45,13 +45,15 @@ def test_pip_sources_become_build_args_and_read_only_mounts():
     assert image_test.pip_sources("global.timeout='60'\n") == ([], [])
 
 
-def test_a_build_without_the_disk_it_needs_is_skipped_with_the_figures(monkeypatch, capsys):
-    """`false inspect ...` / `true inspect ...` stand in for buildah: the image is not / is already built."""
-    free = shutil.disk_usage("/").free / 1e9
+def test_a_build_without_the_disk_it_needs_is_skipped_with_the_figures(tmp_path, monkeypatch, capsys):
+    """`false inspect ...` / `true inspect ...` stand in for buildah: the image is not / is already built. The
+    storage folder is one not yet made, below tmp_path: the free space is read on its nearest parent."""
+    monkeypatch.setattr(image_test, "STORAGE", tmp_path / "containers" / "storage")
+    free = shutil.disk_usage(tmp_path).free / 1e9
     monkeypatch.setattr(image_test, "COLD_BUILD_GB", free * 2)
     monkeypatch.setattr(image_test, "REBUILD_GB", 0)
     assert image_test.enough_disk(["false"]) is False
     out = capsys.readouterr().out
     assert out.startswith(f"image test: SKIPPED: a cold build needs ~{free * 2} GB free on the disk of "
-                          "/var/lib/containers/storage; ") and out.rstrip().endswith(" GB are free")
+                          f"{tmp_path}/containers/storage; ") and out.rstrip().endswith(" GB are free")
     assert image_test.enough_disk(["true"]) is True and capsys.readouterr().out == ""

@@ -123,10 +123,6 @@ class TrainHistory:
         return not self.capped
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    save_torch_atomic(state, path)
-
-
 def _optimizer_step(model, optimizer, scheduler, cfg: TrainConfig, step: int) -> int:
     if cfg.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -315,7 +311,7 @@ def train_variant(
         }
         if "cuda" in rngs[0]:
             state["rng_cuda"] = torch.stack([r["cuda"] for r in rngs])
-        _save_checkpoint(checkpoint_path, state)
+        save_torch_atomic(state, checkpoint_path)
 
     def step_checkpoint_due() -> bool:
         due = every.steps is not None and pos.step % every.steps == 0
