@@ -84,8 +84,10 @@ def test_equals_direct_pycocoevalcap_calls(tmp_path):
     assert per_image["scale"] == "x100" and set(per_image["scores"]["2"]) >= set(direct)
 
 
-def test_one_meteor_process_serves_every_scored_set_and_a_dead_one_is_replaced():
-    """Reusing METEOR's JVM must not change a score: set B scored after set A equals B scored by a fresh JVM."""
+def test_one_meteor_process_serves_every_scored_set_and_a_dead_one_is_replaced(monkeypatch):
+    """Reusing METEOR's JVM must not change a score: set B scored after set A equals B scored by a fresh JVM.
+    This is the process's own JVM (no METEOR server: tests/test_meteor_server.py covers that one)."""
+    monkeypatch.setenv("MMREPRO_METEOR_SERVER", "0")
     refs_b = {"x": ["a blue square above a green circle", "a square and a circle"], "y": ["three small stars"]}
     pred_b = {"x": "a green square above a blue circle", "y": "three stars"}
     stop_meteor()

@@ -7,8 +7,9 @@ and the metric files say so. pycocoevalcap's `Cider` is the coco-caption CIDEr-D
 penalty sigma=6, clipped n-gram counts), with document frequencies from the evaluated references.
 
 Java start-ups are the slow part on small test sets: METEOR's JVM loads its 60 MB paraphrase table when
-it starts (3-9 s on 2 cores), so one METEOR process serves every scored set of a process, and references
-and predictions go through one PTB tokenizer run per scored set.
+it starts (~5 s on 2 cores), so one METEOR JVM serves every scored set of every process of a run (a server:
+mmrepro.metrics.meteor_server; a JVM of the process's own when there is none), and references and
+predictions go through one PTB tokenizer run per scored set.
 
 SPICE needs Stanford CoreNLP 3.6.0 jars next to pycocoevalcap's spice jar. They cannot be downloaded
 at run time here, so SPICE is scored when the jars are present and otherwise reported as unavailable
@@ -37,6 +38,8 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.spice import spice as spice_module
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+from mmrepro.metrics.meteor_server import ServerUnavailable, meteor_score
 
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider_d", "spice")
 SCALE = "x100"
@@ -151,6 +154,21 @@ def stop_meteor() -> None:
             _meteor = None
 
 
+def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    """METEOR from this user's METEOR server (mmrepro.metrics.meteor_server), or from this process's own JVM
+    when `MMREPRO_METEOR_SERVER=0` or the server cannot answer (said on stderr)."""
+    if os.environ.get("MMREPRO_METEOR_SERVER", "1") != "0":
+        try:
+            return meteor_score(gts, res)
+        except ServerUnavailable as exc:
+            print(f"METEOR server unavailable ({exc}); scoring with a JVM of this process", file=sys.stderr)
+    try:
+        return start_meteor().compute_score(gts, res)
+    except BaseException:  # a half-read reply would desynchronise the next scored set: start afresh then
+        stop_meteor()
+        raise
+
+
 def _ptb_tokenize(references: dict[str, list[str]], predictions: dict[str, str]):
     """References and predictions PTB-tokenized in one Java run (`-preserveLines`: a line's tokens do not
     depend on the other lines). An empty hypothesis would crash METEOR's protocol; it is scored as a single
@@ -189,11 +207,7 @@ def score_captions(predictions: dict[str, str], references: dict[str, list[str]]
     bleu, bleu_per = Bleu(4).compute_score(gts, res, verbose=0)
     for n in range(4):
         record(f"bleu{n + 1}", bleu[n], bleu_per[n])
-    try:
-        record("meteor", *start_meteor().compute_score(gts, res))
-    except BaseException:  # a half-read reply would desynchronise the next scored set: start afresh then
-        stop_meteor()
-        raise
+    record("meteor", *_meteor_scores(gts, res))
     record("rouge_l", *Rouge().compute_score(gts, res))
     record("cider_d", *Cider().compute_score(gts, res))
 
