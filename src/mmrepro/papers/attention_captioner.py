@@ -19,6 +19,7 @@ from pydantic import Field
 
 from mmrepro.data.caption_vocab import UNK
 from mmrepro.data.shapes_scenes import read_split
+from mmrepro.figures import tile_grid
 from mmrepro.models.attention_captioner import AttentionCaptioner as AttentionModel
 from mmrepro.models.attention_captioner import AttentionCaptionerConfig
 from mmrepro.papers.common import captioning as cap
@@ -36,38 +37,29 @@ class Config(cap.CaptionDataConfig):
     n_attention_maps: int = Field(default=8, ge=0, description="test images whose attention maps are saved")
 
 
+def _lit_by_attention(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The (H, W, 3) uint8 image dimmed where the (g, g) attention `alpha` is low: alpha normalised by its max,
+    upsampled to the image by nearest neighbour, pixel * (0.15 + 0.85 * alpha), so unattended regions stay
+    faintly visible."""
+    size, g = image.shape[0], alpha.shape[-1]
+    block = -(-size // g)
+    up = np.repeat(np.repeat(alpha / max(float(alpha.max()), 1e-8), block, 0), block, 1)[:size, :size, None]
+    return np.round(image * (0.15 + 0.85 * up)).clip(0, 255).astype(np.uint8)
+
+
 def save_attention_maps(model: AttentionModel, images: torch.Tensor, tokens: list[list[int]], vocab, out_dir: Path) -> list[Path]:
-    """One PNG per image: the image, then the image lit by the attention at each emitted word."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One PNG per image: the image, then the image lit by the attention at each emitted word, 8 tiles a row."""
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     paths = []
     for k, (img, toks) in enumerate(zip(images, tokens, strict=True)):
         maps = model.attention_maps(img[None].to(device), toks).cpu().numpy()  # (T+1, g, g)
-        words = [vocab.words[t] for t in toks] + ["<eos>"]
-        pixels = img.permute(1, 2, 0).numpy().astype(np.float32) / 255.0
-        size, g = pixels.shape[0], maps.shape[-1]
-        cols = min(8, len(words) + 1)
-        rows = -(-(len(words) + 1) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows), squeeze=False)
-        axes = axes.ravel()
-        axes[0].imshow(pixels)
-        axes[0].set_title("image", fontsize=7)
-        for ax, word, alpha in zip(axes[1:], words, maps, strict=False):
-            # nearest-neighbour upsampling of the g x g attention; the image is dimmed where it is low
-            up = np.repeat(np.repeat(alpha / max(float(alpha.max()), 1e-8), -(-size // g), 0), -(-size // g), 1)
-            ax.imshow(pixels * (0.15 + 0.85 * up[:size, :size, None]))
-            ax.set_title(word, fontsize=7)
-        for ax in axes:
-            ax.axis("off")
-        fig.tight_layout()
+        words = ["image"] + [vocab.words[t] for t in toks] + ["<eos>"]
+        pixels = img.permute(1, 2, 0).numpy()
+        tiles = [pixels] + [_lit_by_attention(pixels, alpha) for alpha in maps]
         path = out_dir / f"test_{k:03d}.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
+        tile_grid([tiles[i : i + 8] for i in range(0, len(tiles), 8)],
+                  [words[i : i + 8] for i in range(0, len(words), 8)]).save(path)
         paths.append(path)
     return paths
 

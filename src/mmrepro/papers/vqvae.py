@@ -36,6 +36,7 @@ from mmrepro.models.attribute_classifier import AttributeClassifier
 from mmrepro.models.code_prior import CodePrior, CodePriorConfig
 from mmrepro.models.vqvae import VQVAE, VQVAEConfig
 from mmrepro.datasets import DatasetError
+from mmrepro.figures import tile_grid
 from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant, iter_minibatches
 
 TEXT_LEN = 8  # words of a shapes caption
@@ -425,25 +426,18 @@ def _heldout_names() -> list[str]:
 
 
 def _save_grid(path: Path, top: torch.Tensor, bottom: torch.Tensor, title: str, labels: list[str] | None = None) -> None:
-    """Two rows of images (N, 3, H, W in [0, 1]) as one PNG, wrapped 16 per row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Two rows of images (N, 3, H, W in [0, 1]) as one PNG, wrapped 16 per row pair; a caption label
+    (shortened to two lines: "red circle" / "top left") over each top image."""
     n = min(len(top), len(bottom))
-    per_row = min(16, n)
-    blocks = -(-n // per_row)
-    fig, axes = plt.subplots(2 * blocks, per_row, figsize=(per_row * 1.1, 2 * blocks * 1.25), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        b, j = divmod(i, per_row)
-        axes[2 * b, j].imshow(top[i].permute(1, 2, 0).cpu().numpy())
-        axes[2 * b + 1, j].imshow(bottom[i].permute(1, 2, 0).cpu().numpy())
-        if labels:
-            axes[2 * b, j].set_title(labels[i].replace("a ", "", 1).replace(" at the ", "\n"), fontsize=5)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tops, bottoms = _uint8_tiles(top[:n]), _uint8_tiles(bottom[:n])
+    short = [label.replace("a ", "", 1).replace(" at the ", "\n") for label in labels[:n]] if labels else None
+    rows, row_labels = [], []
+    for i in range(0, n, 16):
+        rows += [tops[i : i + 16], bottoms[i : i + 16]]
+        row_labels += [short[i : i + 16] if short else None, None]
+    tile_grid(rows, row_labels, title).save(path)
+
+
+def _uint8_tiles(images: torch.Tensor) -> list[np.ndarray]:
+    """(N, 3, H, W) in [0, 1], on any device -> N (H, W, 3) uint8 arrays."""
+    return list((images.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
