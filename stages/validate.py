@@ -39,9 +39,12 @@ def validate(params, args) -> None:
 
     for name in selected_papers(params):
         locate(params, name)
-    from mmrepro.publish import close_runs_of_crashed_stages
+    from mmrepro.tracking import store_may_hold_runs
 
-    close_runs_of_crashed_stages(params)
+    if store_may_hold_runs():  # a fresh clone's first run has no store: MLflow is not even imported
+        from mmrepro.publish import close_runs_of_crashed_stages
+
+        close_runs_of_crashed_stages(params)
 
 
 if __name__ == "__main__":

@@ -138,3 +138,56 @@ def test_logging_a_model_checks_only_its_pinned_packages_and_puts_mlflows_packag
     assert requirements_utils._MODULES_TO_PACKAGES is None and requirements_utils._PACKAGES_TO_MODULES is None
     requirements_utils._init_modules_to_packages_map()
     assert scans == [1] and "torchvision" in requirements_utils._MODULES_TO_PACKAGES
+
+
+# A paper stage's start-up through run_stage, as DVC runs it: which paper modules and heavy packages it loaded.
+PAPER_STAGE_PROBE = """
+import json, sys
+sys.argv = ["stages/prepare.py", "starcapnet"]
+sys.path.insert(0, "src")
+from mmrepro.cli import run_stage
+from mmrepro.papers import REGISTRY
+run_stage(lambda params, args: print(json.dumps({
+    "papers": sorted(n for n in REGISTRY if f"mmrepro.papers.{n}" in sys.modules),
+    "validated": args})), "usage")
+"""
+
+
+def test_a_paper_stage_imports_and_validates_only_its_own_paper():
+    """Item 5 of issue 15: checking every paper's recipes imported all nine paper modules (and their models) in
+    each of a run's ~28 stage processes; the validate stage checks them all once, first."""
+    proc = subprocess.run([sys.executable, "-c", PAPER_STAGE_PROBE], cwd=REPO, capture_output=True, text=True,
+                          env=stage_env(), check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"papers": ["starcapnet"], "validated": ["starcapnet"]}
+
+
+def test_a_stage_of_one_paper_does_not_stop_on_another_papers_recipe(tmp_path):
+    """The other side of the scoped check: a bad recipe of another paper is the validate stage's to report
+    (tests/test_faults_params.py); it stops `dvc repro` there, before any paper stage runs."""
+    from mmrepro.config import ParamsError, validate_params
+
+    from .conftest import committed_params, committed_recipes
+
+    recipes = committed_recipes()
+    recipes["conformer"]["cpu"]["lr"] = -1.0
+    params = validate_params(committed_params(), recipes, papers=["starcapnet"])
+    assert params.recipes["conformer"]["cpu"]["lr"] == -1.0
+    with pytest.raises(ParamsError, match=r"cpu\.lr: Input should be greater than 0"):
+        validate_params(committed_params(), recipes)
+
+
+def test_validate_in_a_fresh_clone_does_not_import_mlflow(tmp_path):
+    """No store yet (the default sqlite file is absent): no crashed run to close, and no ~2 s MLflow import."""
+    from .conftest import copy_repo
+
+    repo = copy_repo(tmp_path / "repo")
+    probe = ("import runpy, sys; sys.argv = ['stages/validate.py']\n"
+             "runpy.run_path('stages/validate.py', run_name='__main__')\n"
+             "print('mlflow' in sys.modules)")
+    fresh = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, env=stage_env())
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.split()[-1] == "False" and (repo / "data/config/starcapnet.json").is_file()
+    (repo / "mlflow.db").touch()  # a store exists: validate looks for the runs of crashed stages
+    again = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, env=stage_env())
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split()[-1] == "True"

@@ -24,8 +24,9 @@ def run_stage(body: Callable[[Params, list[str]], object], usage: str, n_args: i
         print(usage, file=sys.stderr)
         sys.exit(2)
     try:
-        params = load_params("params.yaml")
-        for name in args if many else args[:1]:
+        papers = args if many else args[:1]
+        params = load_params("params.yaml", papers if n_args or many else None)  # validate, report: every paper
+        for name in papers:
             if name not in params.recipes:
                 if name not in REGISTRY:
                     raise ParamsError(f"{name}: unknown paper (known: {', '.join(sorted(REGISTRY))})")

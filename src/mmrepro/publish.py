@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,9 +36,9 @@ from mmrepro.tracking import (
     log_params,
     metric_key,
     open_run,
-    repo_root,
     run_tags,
     set_client_budget,
+    store_may_hold_runs,
     tracking_uri,
 )
 
@@ -160,7 +159,7 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
 def close_runs_of_crashed_stages(params: Params) -> None:
     """Best effort, for the validate stage: a store that does not exist yet has no runs to close, and
     one that fails is reported in one line without failing validation (the next train/evaluate retries)."""
-    if not os.environ.get("MLFLOW_TRACKING_URI") and not (repo_root() / "mlflow.db").is_file():
+    if not store_may_hold_runs():
         return
     set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
     try:

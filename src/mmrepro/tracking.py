@@ -75,6 +75,12 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
+def store_may_hold_runs() -> bool:
+    """False only for the default local store before its file exists: no run to look at, and no reason to pay
+    MLflow's import (~2 s of CPU) to find that out."""
+    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or (repo_root() / "mlflow.db").is_file()
+
+
 def display_uri() -> str:
     """The tracking URI as recorded in outputs: the default local store without this checkout's path."""
     uri = tracking_uri()
