@@ -181,3 +181,14 @@ def test_switched_off_no_server_starts(runtime_dir, monkeypatch):
     scores = score_captions({"1": "a dog runs"}, {"1": ["a dog runs"]})
     assert scores.corpus["meteor"] == 100.0
     assert not _server_pids(runtime_dir) and not meteor_server.socket_path().parent.exists()
+
+
+def test_stop_from_the_command_line(runtime_dir):
+    """What scripts/image_test.py runs before removing its container (no PID namespace ends the server there)."""
+    meteor_server.meteor_score(GTS, RES)
+    (server,) = _server_pids(runtime_dir)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    stop = [sys.executable, "-m", "mmrepro.metrics.meteor_server", "stop"]
+    assert subprocess.run(stop, env=env, capture_output=True, text=True, check=True).stdout == "stopped\n"
+    assert _wait_until(lambda: not _server_pids(runtime_dir), 10) and not meteor_server.socket_path().exists()
+    assert subprocess.run(stop, env=env, capture_output=True, text=True, check=True).stdout == "none running\n"

@@ -18,7 +18,8 @@ its JVM dies, or when asked (`stop_server`).
   the caller scores with a JVM of its own (`mmrepro.metrics.captions`), and says so on stderr.
 
 Run as `python -m mmrepro.metrics.meteor_server SOCKET IDLE_S` by `meteor_score`; it imports nothing of
-mmrepro, so it starts fast and does not hold the checkout's modules.
+mmrepro, so it starts fast and does not hold the checkout's modules. `python -m mmrepro.metrics.meteor_server
+stop` stops this user's server.
 """
 
 from __future__ import annotations
@@ -215,4 +216,7 @@ def serve(path: Path, idle_s: float) -> None:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]), float(sys.argv[2]))
+    if sys.argv[1:] == ["stop"]:  # e.g. before a container that ran stages is removed (scripts/image_test.py)
+        print("stopped" if stop_server() else "none running")
+    else:
+        serve(Path(sys.argv[1]), float(sys.argv[2]))
