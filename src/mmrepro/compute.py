@@ -8,7 +8,8 @@ CPU time is user + system of the process and of the child processes it waited fo
 workers and the `espeak-ng` / `flite` processes they run, the PTB tokenizer's JVM), so on a CPU machine
 cpu_s / wall_s says how many cores the stage kept busy. METEOR's JVM is not counted: it runs in a server
 shared by the stages (mmrepro.metrics.meteor_server), or without one as a child kept for the process's life,
-so a captioner's evaluate shows less CPU than its scoring used. The record also names the device, torch's thread count and OpenMP's wait policy
+so a captioner's evaluate shows less CPU than its scoring used. The record also names the device, torch's
+thread count and OpenMP's wait policy
 (`mmrepro.threads`), and the CPU (model, family and the widest vector extension: a 2-core VM may move to
 another host, and on 2026-12-02 one Conformer step here took 1.5-1.75x as long as the day before): the figures are
 only comparable between runs that agree on those.
