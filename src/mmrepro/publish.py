@@ -38,7 +38,6 @@ from mmrepro.tracking import (
     open_run,
     run_tags,
     set_client_budget,
-    store_may_hold_runs,
     tracking_uri,
 )
 
@@ -157,10 +156,9 @@ def publish_evaluation(params: Params, name: str) -> dict[str, str]:
 
 
 def close_runs_of_crashed_stages(params: Params) -> None:
-    """Best effort, for the validate stage: a store that does not exist yet has no runs to close, and
-    one that fails is reported in one line without failing validation (the next train/evaluate retries)."""
-    if not store_may_hold_runs():
-        return
+    """Best effort, for the validate stage (which calls it only when `store_may_hold_runs()`: a store that
+    does not exist yet has no runs to close): a store that fails is reported in one line without failing
+    validation (the next train/evaluate retries)."""
     set_client_budget(params.mlflow.timeout_s, params.mlflow.retries)
     try:
         close_crashed_runs(params.mlflow.experiment)
