@@ -1,7 +1,10 @@
-"""Batches decoded on the fly (LibriSpeech-layout FLACs -> log-mel, VTLP, SpecAugment) in DataLoader workers:
-the same tensors with 0, 1 and 2 workers, per rank shard and after a mid-epoch skip, and the same training."""
+"""Batches decoded on the fly (LibriSpeech-layout FLACs -> log-mel, VTLP, SpecAugment; LRS3 clips) in DataLoader workers:
+the same tensors with 0, 1 and 2 workers, per rank shard and after a mid-epoch skip, and the same training;
+synthetic-lips' clips (one memory-mapped array) made in-process, the same batches."""
 
 from __future__ import annotations
+
+import json
 
 import torch
 
@@ -73,3 +76,26 @@ def test_lrs3_clip_batches_are_the_same_whatever_the_workers(tmp_path, monkeypat
     runs = {w: [b for _, b in planned.stream(lambda i: True, LoaderSettings(workers=w))] for w in (0, 2)}
     assert all(_same(a, b) for a, b in zip(runs[0], runs[2], strict=True))
     assert runs[0][0]["frames"].shape[-1] == 64 * 64
+
+
+def test_synthetic_lips_batches_are_made_in_process_and_are_the_planned_ones(tmp_path):
+    """synthetic-lips is one memory-mapped array (README, Data loading): its batches come without DataLoader
+    workers, and they are exactly what the planned batches (the code before, with workers) made."""
+    from mmrepro.papers.common.speech import planned_buckets
+    from mmrepro.papers.vsr_conformer import _ClipBatch
+
+    paper = get_paper("vsr_conformer")
+    cfg = paper.Config(epochs=1, batch_size=4, lr=1e-3, pixel_norm="clip", train_speakers=3, dev_speakers=1,
+                       test_speakers=1, clips_per_speaker=3, eval_clips_per_speaker=2,
+                       sentences={"train": 20, "dev": 5, "test": 5}, d_model=16, num_layers=1, num_heads=2,
+                       conv_kernel=3, resnet_width=4, val_clips=2, sample_videos=0)
+    data = tmp_path / "data"
+    paper.prepare(cfg, data, seed=0)
+    batches = paper.build(cfg, data).variant("lp").batches(1, 3)
+    assert not isinstance(batches, PlannedBatches) and len(batches) == 3  # 9 clips in batches of 4
+    lengths = [r["n_frames"] for r in (json.loads(line) for line in (data / "train.jsonl").read_text().splitlines())]
+    planned = planned_buckets(lengths, 4, 1, 3, _ClipBatch(cfg, data, paper.tokenizer))
+    expected = [b for _, b in planned.stream(lambda i: True, LoaderSettings(workers=2))]
+    made = list(batches)
+    assert len(made) == 3 and all(_same(a, b) for a, b in zip(made, expected, strict=True))
+    assert made[0]["frames"].dtype == torch.uint8 and made[0]["frames"].shape[-1] == 64 * 64

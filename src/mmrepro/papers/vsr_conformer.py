@@ -35,7 +35,7 @@ from mmrepro.data.tokenizer import CharTokenizer
 from mmrepro.metrics.wer import paired_bootstrap, score
 from mmrepro.models.vsr_frontends import VisualConformer, VSRConfig
 from mmrepro.datasets import DatasetError, DatasetSettings
-from mmrepro.papers.base import DataInfo, Paper, Result, TrainConfig, Variant
+from mmrepro.papers.base import DataInfo, EpochBatches, Paper, Result, TrainConfig, Variant
 from mmrepro.papers.common.speech import pad_targets, planned_buckets, score_test_sets, transcribe
 
 CLAIM = ("LP front end reads lips as well as or better than the 3D-conv + ResNet-18 front end at equal "
@@ -270,8 +270,14 @@ class VsrConformer(Paper):
             recipe = cfg.recipe_for(frontend)
 
             def batches(epoch: int, seed: int):
-                return planned_buckets(split("train").lengths.tolist(), recipe.batch_size, epoch, seed,
-                                       _ClipBatch(recipe, Path(data_dir), self.tokenizer))
+                train = split("train")
+                planned = planned_buckets(train.lengths.tolist(), recipe.batch_size, epoch, seed,
+                                          _ClipBatch(recipe, Path(data_dir), self.tokenizer))
+                if train.frames is None:  # LRS3: a file per clip, read and augmented in DataLoader workers
+                    return planned
+                # synthetic-lips: one memory-mapped array, where a worker would only copy; the same batches
+                # made here (120 conv steps with validation: 27.4 s in-process against 28.7 s with 4 workers, medians of 3)
+                return EpochBatches(len(planned), (planned.make(plan) for plan in planned.plans))
 
             def validate(model: VisualConformer) -> dict[str, float]:
                 dev = split("dev")
