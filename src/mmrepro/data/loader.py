@@ -1,4 +1,4 @@
-"""Batches decoded in DataLoader worker processes, for datasets decoded on the fly (LibriSpeech FLAC + log-mel).
+"""Batches made in DataLoader worker processes, for datasets read from files on the fly (LibriSpeech FLAC + log-mel, LRS3 clips).
 
 A variant's `batches(epoch, seed)` may return a `PlannedBatches`: the epoch's plan, one picklable entry per batch
 (the example indices and a seed drawn in order from (seed, epoch)), and a picklable `make(plan) -> batch`
