@@ -103,6 +103,59 @@ def test_code_prior_is_causal_over_codes_and_samples_valid_codes():
 
 
 
+def test_tied_prior_reads_and_predicts_codes_through_the_standardised_codebook():
+    torch.manual_seed(0)
+    cfg = dict(text_vocab=10, text_len=3, codebook_size=7, n_codes=5, d_model=16, n_layer=1, n_head=2)
+    tied = CodePrior(CodePriorConfig(**cfg, tie_codebook=True, code_dim=4)).eval()
+    # parameters: Linear(4 -> 16) in, BOS row, Linear(16 -> 4) out, a bias per code; in place of an embedding of
+    # 7 codes + BOS and a Linear(16 -> 7)
+    untied = CodePrior(CodePriorConfig(**cfg))
+    n = sum(p.numel() for p in tied.parameters())
+    assert sum(p.numel() for p in untied.parameters()) - n == (8 * 16 + 16 * 7 + 7) - (4 * 16 + 16 + 16 + 16 * 4 + 4 + 7)
+    codebook = torch.randn(7, 4) * 3 + 1
+    tied.set_codebook(codebook)
+    torch.testing.assert_close(tied.code_vectors, (codebook - codebook.mean(0)) / codebook.std(0))
+    text, codes = torch.randint(1, 10, (2, 3)), torch.randint(0, 7, (2, 5))
+    logits = tied(text, codes)
+    assert logits.shape == (2, 5, 7)
+    changed = codes.clone()
+    changed[:, 3] = (changed[:, 3] + 1) % 7
+    torch.testing.assert_close(tied(text, changed)[:, :4], logits[:, :4])  # still causal
+    # by hand: code k's logit is the projected hidden state dotted with code k's vector, plus its bias
+    with torch.no_grad():
+        hidden = tied._hidden(text, torch.cat([torch.full((2, 1), tied.bos), codes[:, :-1]], 1))[:, 3:]
+        torch.testing.assert_close(logits, tied.code_out(hidden) @ tied.code_vectors.T + tied.code_bias)
+        tied.set_codebook(codebook.flip(0))  # another codebook, other logits
+    assert not torch.allclose(tied(text, codes), logits)
+    s = tied.sample(text, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (2, 5) and int(s.min()) >= 0 and int(s.max()) < 7
+    with pytest.raises(ValueError, match="tie_codebook"):
+        untied.set_codebook(codebook)
+    with pytest.raises(ValueError, match="code_dim"):
+        CodePriorConfig(**cfg, tie_codebook=True)
+
+
+def test_text_to_image_gives_the_tied_prior_the_vqvae_codebook_at_its_first_step():
+    from mmrepro.papers.vqvae import TextToImage
+
+    torch.manual_seed(0)
+    vq = VQVAE(_small())
+    prior = CodePrior(CodePriorConfig(text_vocab=10, text_len=3, codebook_size=8, n_codes=16, d_model=16, n_layer=1,
+                                      n_head=2, tie_codebook=True, code_dim=4))
+    model = TextToImage(vq, prior, vq_steps=2)
+    images, text = torch.rand(4, 3, 16, 16), torch.randint(1, 10, (4, 3))
+    for _ in range(2):  # the VQ-VAE's steps: the prior's vectors are not set yet
+        model.training_loss(images, text)
+        assert not prior.code_vectors.any()
+    learnt = vq.quantizer.codebook.detach().clone()
+    model.training_loss(images, text)
+    torch.testing.assert_close(prior.code_vectors, (learnt - learnt.mean(0)) / learnt.std(0))
+    with torch.no_grad():
+        vq.quantizer.codebook.add_(1.0)  # later steps do not take it again
+    model.training_loss(images, text)
+    torch.testing.assert_close(prior.code_vectors, (learnt - learnt.mean(0)) / learnt.std(0))
+
+
 def _tiny_prior(cond_dropout: float = 0.0) -> CodePrior:
     torch.manual_seed(0)
     return CodePrior(CodePriorConfig(text_vocab=10, text_len=3, codebook_size=7, n_codes=4, d_model=16,

@@ -76,6 +76,8 @@ class Config(TrainConfig):
     prior_d_model: int = Field(default=128, gt=0)
     prior_layers: int = Field(default=3, gt=0)
     prior_heads: int = Field(default=4, gt=0)
+    prior_tied_codebook: bool = Field(default=False, description="text2image: the prior reads and predicts codes "
+                                      "through the VQ-VAE's codebook vectors (mmrepro.models.code_prior)")
     cond_dropout: float = Field(default=0.0, ge=0, lt=1, description="text2image: share of training captions "
                                 "replaced by the null caption (needed for guidance)")
     t2i_batches_per_epoch: int = Field(default=200, gt=0)
@@ -113,6 +115,8 @@ class TextToImage(torch.nn.Module):
         self.steps_done += 1
         if int(self.steps_done) <= self.vq_steps:
             return self.vqvae(images)["loss"]
+        if int(self.steps_done) == self.vq_steps + 1 and self.prior.cfg.tie_codebook:  # the first prior step
+            self.prior.set_codebook(self.vqvae.quantizer.codebook.detach())  # frozen from here on, as the VQ-VAE
         codes = self.vqvae.encode(images).flatten(1)  # frozen: no gradient reaches the VQ-VAE
         return self.prior.loss(text, codes)
 
@@ -272,7 +276,8 @@ class VQVAEPaper(Paper):
             prior = CodePrior(CodePriorConfig(text_vocab=len(shapes_data.CaptionTokenizer()), text_len=TEXT_LEN,
                                               codebook_size=cfg.codebook_size, n_codes=h * w,
                                               d_model=cfg.prior_d_model, n_layer=cfg.prior_layers,
-                                              n_head=cfg.prior_heads, cond_dropout=cfg.cond_dropout))
+                                              n_head=cfg.prior_heads, cond_dropout=cfg.cond_dropout,
+                                              tie_codebook=cfg.prior_tied_codebook, code_dim=cfg.code_dim))
             return TextToImage(VQVAE(_vq_config(cfg, cfg.t2i_n_downsample)), prior, cfg.vq_steps)
 
         def validate(model: TextToImage) -> dict[str, float]:
