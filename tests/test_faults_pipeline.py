@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -243,8 +244,11 @@ def test_code_edit_retrains_in_a_new_run(repo):
     assert (repo / "artifacts" / PAPER / "seed0" / "main.pt").read_bytes() == weights
 
 
-def _kill_after_first_epoch(repo: Path) -> None:
-    """Start the train stage, SIGKILL it once the first of its 3 epochs is checkpointed."""
+def _kill_after_first_epoch(repo: Path) -> int:
+    """Start the train stage, SIGKILL it once the first of its 3 epochs is checkpointed; returns the epoch of the
+    checkpoint it left. That is 1, or 2 when this process, starved on a loaded machine, saw the checkpoint late
+    (an epoch of this paper is ~0.5 s): the stage is stopped (SIGSTOP) before its checkpoint is read, so the
+    number is the one a rerun resumes from (a loaded CI run once saw 2)."""
     ckpt = repo / "checkpoints" / PAPER / "seed0" / "main.pt"
     before = ckpt.stat().st_mtime_ns if ckpt.is_file() else 0
     proc = subprocess.Popen([sys.executable, "stages/train.py", PAPER], cwd=repo, stdout=subprocess.PIPE,
@@ -257,18 +261,22 @@ def _kill_after_first_epoch(repo: Path) -> None:
     while (not ckpt.is_file() or ckpt.stat().st_mtime_ns == before) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # into epoch 2: some of its metric points may be logged already
+    proc.send_signal(signal.SIGSTOP)
+    epoch = int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"])
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    assert epoch in (1, 2)
+    return epoch
 
 
 def test_sigkill_then_rerun_continues_the_run_without_duplicates(repo):
     _set_config(repo, epochs=3, lr=0.002)
-    _kill_after_first_epoch(repo)
+    epoch = _kill_after_first_epoch(repo)
     run_id = json.loads((repo / "checkpoints" / PAPER / "seed0" / "mlflow_run.json").read_text())["run_id"]
     assert _runs(repo)[run_id] == "RUNNING"
     out = _ok(_stage(repo, "train"))
-    assert f"resuming from epoch 1 (checkpoints/{PAPER}/seed0/main.pt)" in out
+    assert f"resuming from epoch {epoch} (checkpoints/{PAPER}/seed0/main.pt)" in out
     assert json.loads((repo / "artifacts" / PAPER / "runs.json").read_text())["runs"]["0"] == run_id
     assert _runs(repo)[run_id] == "FINISHED"
     steps = [m.step for m in _client(repo).get_metric_history(run_id, "train_loss")]
