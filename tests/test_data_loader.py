@@ -4,8 +4,6 @@ synthetic-lips' clips (one memory-mapped array) made in-process, the same batche
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from mmrepro.data.loader import LoaderSettings, PlannedBatches
@@ -82,7 +80,7 @@ def test_synthetic_lips_batches_are_made_in_process_and_are_the_planned_ones(tmp
     """synthetic-lips is one memory-mapped array (README, Data loading): its batches come without DataLoader
     workers, and they are exactly what the planned batches (the code before, with workers) made."""
     from mmrepro.papers.common.speech import planned_buckets
-    from mmrepro.papers.vsr_conformer import _ClipBatch
+    from mmrepro.papers.vsr_conformer import _ClipBatch, _Split
 
     paper = get_paper("vsr_conformer")
     cfg = paper.Config(epochs=1, batch_size=4, lr=1e-3, pixel_norm="clip", train_speakers=3, dev_speakers=1,
@@ -93,8 +91,7 @@ def test_synthetic_lips_batches_are_made_in_process_and_are_the_planned_ones(tmp
     paper.prepare(cfg, data, seed=0)
     batches = paper.build(cfg, data).variant("lp").batches(1, 3)
     assert not isinstance(batches, PlannedBatches) and len(batches) == 3  # 9 clips in batches of 4
-    lengths = [r["n_frames"] for r in (json.loads(line) for line in (data / "train.jsonl").read_text().splitlines())]
-    planned = planned_buckets(lengths, 4, 1, 3, _ClipBatch(cfg, data, paper.tokenizer))
+    planned = planned_buckets(_Split(data, "train").lengths.tolist(), 4, 1, 3, _ClipBatch(cfg, data, paper.tokenizer))
     expected = [b for _, b in planned.stream(lambda i: True, LoaderSettings(workers=2))]
     made = list(batches)
     assert len(made) == 3 and all(_same(a, b) for a, b in zip(made, expected, strict=True))

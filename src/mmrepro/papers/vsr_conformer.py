@@ -277,7 +277,7 @@ class VsrConformer(Paper):
                     return planned
                 # synthetic-lips: one memory-mapped array, where a worker would only copy; the same batches
                 # made here (120 conv steps with validation: 27.4 s in-process against 28.7 s with 4 workers, medians of 3)
-                return EpochBatches(len(planned), (planned.make(plan) for plan in planned.plans))
+                return EpochBatches(len(planned), planned)  # PlannedBatches' own iteration: no workers
 
             def validate(model: VisualConformer) -> dict[str, float]:
                 dev = split("dev")
