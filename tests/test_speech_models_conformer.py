@@ -55,6 +55,24 @@ def test_padding_invariance(subsampling_padding):
     assert torch.allclose(y2[1, : ylen[1]], alone[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("attention", ["rel_pos", "limited"])
+def test_bf16_autocast_with_padding_runs_and_matches_fp32(attention):
+    """The full profile trains under bf16 autocast (CUDA); CPU autocast casts the same ops. The attention scores
+    are bf16 there while the queries stay fp32, so the padding (and the limited window's out-of-reach
+    distances) must be filled with bf16's own minimum: fp32's overflows bf16, an error before this test."""
+    torch.manual_seed(0)
+    cfg = ConformerConfig(input_dim=32, d_model=32, num_layers=2, num_heads=4, conv_kernel=5, input_layer="none",
+                          attention=attention, att_context=12)
+    enc = ConformerEncoder(cfg).eval()
+    x, lens = torch.randn(2, 40, 32), torch.tensor([40, 23])  # 40 frames <= 4w: the windowed full path (padded distances)
+    ref, _ = enc(x, lens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, ylen = enc(x, lens)
+    assert ylen.tolist() == [40, 23] and bool(torch.isfinite(y).all())
+    err = (y.float() - ref).abs().max() / ref.abs().max()
+    assert 0 < err < 0.05  # bf16 rounding (8 mantissa bits), not a different function
+
+
 def test_relative_position_scores_are_q_plus_v_dot_p_of_i_minus_j():
     """The rel-shift trick puts (q_i + v) . W_p p(i - j) at [i, j]: check against an explicit loop."""
     torch.manual_seed(0)

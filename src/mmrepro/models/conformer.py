@@ -269,7 +269,7 @@ class RelPosMultiHeadAttention(nn.Module):
         window only, and the distances outside it get the most negative float (weight 0).
         """
         b, h, t, dk = qu.shape
-        dev, low = qu.device, torch.finfo(qu.dtype).min
+        dev = qu.device
         reach = t - 1 if window is None else min(window, t - 1)  # largest |i - j| scored
         glob = reach < t - 1 and self.g  # the global frame 0 needs the position term at every distance
         if glob:  # one projection of distances T-1 .. -(T-1); the window's rows are a slice of it
@@ -280,7 +280,7 @@ class RelPosMultiHeadAttention(nn.Module):
         # (q_i + v) . p, heads first so that p is shared without a copy: (H, B*T, dk) @ (H, dk, 2 reach + 1)
         bd = qv.transpose(0, 1).reshape(h, b * t, dk) @ p.transpose(1, 2)
         if reach < t - 1:
-            bd = F.pad(bd, (t - 1 - reach, t - 1 - reach), value=low)
+            bd = F.pad(bd, (t - 1 - reach, t - 1 - reach), value=torch.finfo(bd.dtype).min)
         # distances T-1 .. -(T-1) per row; the rel shift is then a view, [b, h, i, j] at distance i - j
         scores = qu @ k.transpose(-1, -2)  # (B, H, T, T)
         scores += _shifted(bd.view(h, b, t, 2 * t - 1), t, t, t - 1).transpose(0, 1)
@@ -290,8 +290,9 @@ class RelPosMultiHeadAttention(nn.Module):
             scores[:, :, 0] = row[:, :, 0]
         # Nothing to mask when no key is padding (checked on CPU only: on a GPU it would cost a sync per layer).
         # The most negative float, not -inf: a row without keys (a length-0 sequence) gets no NaN.
+        # The fill is the scores' own dtype's minimum: under bf16 autocast they are bf16 while qu is fp32.
         if qu.device.type != "cpu" or not bool(mask.all()):
-            scores.masked_fill_(~mask[:, None, None, :], low)
+            scores.masked_fill_(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
         return torch.softmax(scores, dim=-1) @ v
 
     def _limited(self, qu, qv, k, v, mask, d):
