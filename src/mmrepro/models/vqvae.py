@@ -98,14 +98,22 @@ class _Quantizer(nn.Module):
             self.ema_size[which] = 1.0
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, D) -> (N,) index of the nearest codebook vector."""
-        e = self.codebook
-        dist = z.pow(2).sum(1, keepdim=True) - 2 * z @ e.t() + e.pow(2).sum(1)[None]
-        return dist.argmin(1)
+        """(N, D) -> (N,) index of the nearest codebook vector, computed in fp32 (see `forward`)."""
+        with torch.autocast(z.device.type, enabled=False):
+            z, e = z.float(), self.codebook
+            dist = z.pow(2).sum(1, keepdim=True) - 2 * z @ e.t() + e.pow(2).sum(1)[None]
+            return dist.argmin(1)
 
     def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """z_e (B, D, H, W) -> z_q (B, D, H, W) straight-through, indices (B, H, W), codebook loss,
-        commitment loss (both scalars; the codebook loss is 0 with EMA)."""
+        commitment loss (both scalars; the codebook loss is 0 with EMA).
+
+        In fp32 under autocast (the full profile's bf16 on CUDA): bf16's 8-bit mantissa would pick codes by rounded
+        distances and round the EMA sums, and the fp32 codebook takes rows of z_e when codes are (re)seeded."""
+        with torch.autocast(z_e.device.type, enabled=False):
+            return self._quantize(z_e.float())
+
+    def _quantize(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
         if self.training and not bool(self.initialised):
