@@ -14,8 +14,8 @@ import math
 
 import pytest
 import torch
-import yaml
 
+from mmrepro.config import load_params, paper_config
 from mmrepro.papers import REGISTRY, get_paper
 
 from .conftest import REPO
@@ -24,7 +24,7 @@ from .conftest import REPO
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_one_training_step_of_every_variant_under_bf16_autocast(name, tmp_path):
     paper = get_paper(name)
-    cfg = paper.Config.model_validate(yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())["smoke"])
+    cfg = paper_config(load_params(REPO / "params.yaml", papers=[name]), name, "smoke")  # as the stages validate it
     paper.prepare(cfg, tmp_path, 0)
     variants = paper.make_variants(cfg, tmp_path)
     assert variants
